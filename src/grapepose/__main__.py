@@ -1,0 +1,5 @@
+import sys
+
+from grapepose.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Benchmarks behind `grapepose bench TOPIC`; each module returns a dict of figures."""

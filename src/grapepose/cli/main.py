@@ -1,0 +1,92 @@
+"""The `grapepose` command: one subcommand per job, each in its own module under `grapepose.cli`.
+
+Subcommand modules define `add_arguments(parser)` and `run(args) -> int`; they are imported only when
+their command runs, so `grapepose --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from grapepose.errors import GrapeposeError
+
+# (name, module, one-line description, example)
+COMMANDS: list[tuple[str, str, str, str]] = [
+    ("demo", "grapepose.cli.demo", "run the bundled demo model on bundled crowd images and report it",
+     "grapepose demo --out outputs/demo"),
+    ("predict", "grapepose.cli.predict", "estimate poses in images, folders, videos or a webcam",
+     "grapepose predict photo.jpg clips/ --weights model.safetensors --out outputs/"),
+    ("evaluate", "grapepose.cli.evaluate", "OKS AP/AR of a model or a results file on a COCO-format set",
+     "grapepose evaluate --weights model.safetensors --data images/ --ann val.json"),
+    ("train", "grapepose.cli.train", "train a model (one process, or under torchrun for DDP)",
+     "grapepose train --preset crowdpose_w32 --data images/ --ann train.json --out runs/cp"),
+    ("synth", "grapepose.cli.synth", "generate a synthetic crowd dataset in COCO format",
+     "grapepose synth --preset crowd --num-images 100 --out data/synth"),
+    ("export", "grapepose.cli.export", "export a model to ONNX",
+     "grapepose export --weights model.safetensors --format onnx --out model.onnx"),
+    ("convert", "grapepose.cli.convert", "convert the authors' .pth.tar checkpoint to safetensors",
+     "grapepose convert model_crowdpose.pth.tar out.safetensors --preset crowdpose_w32"),
+    ("show-targets", "grapepose.cli.show_targets", "draw augmented training samples with their targets",
+     "grapepose show-targets --data images/ --ann train.json --out outputs/targets"),
+    ("bench", "grapepose.cli.bench", "measure speed (model, targets, loader, decode, predict, train)",
+     "grapepose bench decode --people 15 --device cpu"),
+    ("presets", "grapepose.cli.presets", "list the named configs, or print one as YAML",
+     "grapepose presets crowdpose_w32"),
+]  # fmt: skip
+
+log = logging.getLogger("grapepose")
+
+
+def _build_parser(selected: str | None) -> argparse.ArgumentParser:
+    lines = "\n".join(f"  {name:<13} {desc}\n  {'':<13} e.g. {ex}" for name, _, desc, ex in COMMANDS)
+    parser = argparse.ArgumentParser(
+        prog="grapepose",
+        description="GRAPE multi-person 2D pose estimation.",
+        epilog=f"commands:\n{lines}\n\nRun `grapepose COMMAND --help` for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, module, desc, example in COMMANDS:
+        p = sub.add_parser(
+            name, help=desc, description=f"{desc}.", epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if name == selected:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `grapepose` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    names = {c[0] for c in COMMANDS}
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = _build_parser(selected if selected in names else None)
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    module = next(m for n, m, _, _ in COMMANDS if n == args.command)
+    try:
+        return int(importlib.import_module(module).run(args) or 0)
+    except (GrapeposeError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+        if args.verbose:
+            log.exception("failed")
+        msg = str(e) if isinstance(e, GrapeposeError) else f"{getattr(e, 'filename', '') or ''}: {e.strerror or e}"
+        print(f"grapepose {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"grapepose {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""`grapepose presets [NAME]`: list the named configs or print one as YAML."""
+
+from __future__ import annotations
+
+import argparse
+
+import yaml
+
+from grapepose.config import PRESETS, TEST_MODES, config_to_dict, load_config
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", help="preset name or YAML file to resolve and print")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. test.flip=false")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.name is None:
+        for name, cfg in PRESETS.items():
+            m = cfg.model
+            print(f"{name:<14} {m.backbone:<10} K={m.num_keypoints:<3} dataset={cfg.data.dataset}")
+        print("test modes: " + ", ".join(TEST_MODES))
+        return 0
+    print(yaml.safe_dump(config_to_dict(load_config(args.name, args.overrides)), sort_keys=False), end="")
+    return 0

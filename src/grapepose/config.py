@@ -1,0 +1,325 @@
+"""Configuration: frozen dataclasses, named presets, YAML files and `key=value` overrides.
+
+A `Config` has four sections: `model` (the network), `data` (datasets, augmentation, targets),
+`test` (decoding and test-time augmentation) and `train` (optimisation). Every number defaults to the
+reference GRAPE recipe. Unknown keys are errors that suggest the nearest valid key.
+
+Example:
+    >>> cfg = load_config("crowdpose_w32", ["test.flip=false", "model.dropout=0.0"])
+    >>> cfg.model.num_keypoints
+    14
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from grapepose.errors import ConfigError
+
+__all__ = [
+    "Config", "ModelConfig", "DataConfig", "TestConfig", "TrainConfig",
+    "PRESETS", "TEST_MODES", "load_config", "config_from_dict", "config_to_dict", "apply_overrides", "preset_config",
+]  # fmt: skip
+
+BACKBONE_WIDTHS = {"hrnet_w18": 18, "hrnet_w32": 32, "hrnet_w48": 48}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The GRAPE network (DESIGN §2)."""
+
+    backbone: str = "hrnet_w32"  # hrnet_w18 | hrnet_w32 | hrnet_w48
+    num_keypoints: int = 14
+    head_channels: int = 32  # `bottleneck` output F
+    d_model: int = 128
+    nhead: int = 4
+    num_encoder_layers: int = 3
+    num_decoder_layers: int = 2
+    dim_feedforward: int = 256
+    dropout: float = 0.1
+    bn_momentum: float = 0.1
+    global_context: bool = True  # False: DEKR-style ablation without the transformer branch
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONE_WIDTHS:
+            raise ConfigError(f"model.backbone: {self.backbone!r} is not one of {sorted(BACKBONE_WIDTHS)}")
+        if self.num_keypoints < 1:
+            raise ConfigError(f"model.num_keypoints must be >= 1, got {self.num_keypoints}")
+        if self.d_model % self.nhead:
+            raise ConfigError(f"model.d_model ({self.d_model}) must be divisible by model.nhead ({self.nhead})")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Datasets, augmentation and training targets (DESIGN §3, §6)."""
+
+    dataset: str = "crowdpose"  # coco | crowdpose | ochuman | custom (keypoints from the JSON)
+    root: str = ""  # image folder
+    ann: str = ""  # COCO-format keypoint JSON
+    val_root: str = ""
+    val_ann: str = ""
+    input_size: int = 512
+    output_size: int = 128
+    max_rotation: float = 30.0
+    min_scale: float = 0.75
+    max_scale: float = 1.5
+    max_translate: float = 40.0
+    flip_prob: float = 0.5
+    sigma: float = 0.0  # 0: output_size / 64 (2 on a 128 grid)
+    center_sigma_extra: float = 2.0  # centre heatmap sigma = sigma + this
+    bg_weight: float = 0.1
+    offset_radius: int = 4  # offsets fill the 2r x 2r block around each centre
+    visibility_radius: int = 4
+    keypoint_names: tuple[str, ...] = ()  # overrides of the keypoint metadata; empty = from JSON/built-in
+    flip_index: tuple[int, ...] = ()
+    sigmas: tuple[float, ...] = ()
+    num_workers: int = 4
+
+    def __post_init__(self) -> None:
+        if self.input_size % 64 or self.input_size <= 0:
+            raise ConfigError(f"data.input_size must be a positive multiple of 64, got {self.input_size}")
+        if self.min_scale <= 0 or self.max_scale < self.min_scale:
+            raise ConfigError(f"data.min_scale/max_scale invalid: {self.min_scale}, {self.max_scale}")
+
+    @property
+    def heatmap_sigma(self) -> float:
+        return self.sigma if self.sigma > 0 else self.output_size / 64.0
+
+
+@dataclass(frozen=True)
+class TestConfig:
+    """Test-time procedure (DESIGN §5). Defaults reproduce the reference at a single scale."""
+
+    base_size: int = 512  # short side at scale 1
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = True
+    flip_shift: int = 3  # the reference shifts the mirrored image left by 3 px
+    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    max_people: int = 30
+    center_threshold: float = 0.01
+    center_pool_kernel: int = 0  # 0: 3, or 5/7 for maps whose mean side exceeds 200/300
+    multiscale_score_factor: float = 0.8
+    rescore_center_threshold: float = 0.4
+    visibility_threshold: float = 0.1
+    min_visible_joints: int = 2
+    nms_distance: float = 0.05  # fraction of the joint-box diagonal
+    nms_joints: int = 7  # duplicates share more than this many close joints
+    snap_peaks: int = 30
+    snap_pool_kernel: int = 5
+    snap_visibility_threshold: float = 0.25
+    refine: bool = True
+    refine_score_threshold: float = 0.05
+    refine_window: int = 6
+    refine_sigma: float = 2.0
+    refine_iterations: int = 10
+
+    def __post_init__(self) -> None:
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise ConfigError(f"test.scales must be positive numbers, got {list(self.scales)}")
+        if self.dtype not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"test.dtype: {self.dtype!r} is not one of auto, fp32, bf16, fp16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation (DESIGN §4)."""
+
+    epochs: int = 140
+    batch_size: int = 16
+    lr: float = 1e-3
+    transformer_lr: float = 0.0  # > 0: a second Adam group for the transformer-side modules
+    weight_decay: float = 0.0
+    schedule: str = "step"  # step | cosine
+    lr_steps: tuple[int, ...] = (90, 120)
+    lr_factor: float = 0.1
+    warmup_steps: int = 500
+    grad_clip: float = 0.0  # 0: off
+    amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    sync_bn: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    heatmap_loss_factor: float = 10.0
+    offset_loss_factor: float = 0.3
+    refined_offset_loss_factor: float = 0.3
+    visibility_loss_factor: float = 1.0
+    smooth_l1_beta: float = 1.0 / 9.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    val_interval: int = 0  # epochs between validations; 0: off
+    log_interval: int = 20
+    steps_per_epoch: int = 0  # 0: one pass over the dataset
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("step", "cosine"):
+            raise ConfigError(f"train.schedule: {self.schedule!r} is not one of step, cosine")
+        if self.amp not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"train.amp: {self.amp!r} is not one of auto, fp32, bf16, fp16")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A complete experiment configuration."""
+
+    name: str = "custom"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _preset(dataset: str, width: int) -> Config:
+    k = 14 if dataset == "crowdpose" else 17
+    return Config(
+        name=f"{dataset}_w{width}",
+        model=ModelConfig(backbone=f"hrnet_w{width}", num_keypoints=k),
+        data=DataConfig(dataset=dataset),
+    )
+
+
+PRESETS: dict[str, Config] = {
+    f"{ds}_w{w}": _preset(ds, w) for ds in ("coco", "crowdpose", "ochuman") for w in (18, 32, 48)
+}
+
+# Named test modes: `reference` is what the authors' evaluation script really does.
+TEST_MODES: dict[str, dict[str, Any]] = {
+    "default": {"scales": (1.0,), "flip": True},
+    "fast": {"scales": (1.0,), "flip": False},
+    "reference": {"scales": (0.5, 1.0, 2.0), "flip": True, "dtype": "fp16"},
+}
+
+
+def preset_config(name: str) -> Config:
+    """The preset called `name` (see `PRESETS`)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}{_suggest(name, PRESETS)}; presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def _suggest(key: str, valid: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if isinstance(value, (int, float, str)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)[:1]
+        return tuple(_coerce(v, item, where) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _section(cls: type, base: Any, values: Any, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    changes = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"unknown config key {where}.{key}{_suggest(key, names)}".replace("config key .", "config key "))
+        hint = hints[key]
+        sub = f"{where}.{key}" if where else key
+        if dataclasses.is_dataclass(hint):
+            changes[key] = _section(hint, getattr(base, key), value, sub)
+        else:
+            changes[key] = _coerce(value, hint, sub)
+    try:
+        return dataclasses.replace(base, **changes)
+    except TypeError as e:  # pragma: no cover - guarded above
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def config_from_dict(d: dict[str, Any], base: Config | None = None) -> Config:
+    """Build a `Config` from a (possibly partial) nested dict, on top of `base` or a `preset` key."""
+    d = dict(d)
+    preset = d.pop("preset", None)
+    if base is None:
+        base = preset_config(preset) if preset else Config()
+    return _section(Config, base, d, "")
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dict (lists, not tuples) that `config_from_dict` reads back to an equal config."""
+
+    def plain(x: Any) -> Any:
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        return x
+
+    return plain(dataclasses.asdict(cfg))
+
+
+def apply_overrides(cfg: Config, overrides: typing.Iterable[str]) -> Config:
+    """Apply `section.key=value` strings (values parsed as YAML: `scales=[0.5,1,2]`, `flip=false`)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        path, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        nested: Any = value
+        for part in reversed(path.strip().split(".")):
+            nested = {part: nested}
+        cfg = config_from_dict(nested, base=cfg)
+    return cfg
+
+
+def load_config(spec: str | os.PathLike[str] | Config | None = None, overrides: typing.Iterable[str] = ()) -> Config:
+    """Resolve a preset name, YAML file or `Config` (None: `crowdpose_w32`), then apply overrides."""
+    if spec is None:
+        cfg = PRESETS["crowdpose_w32"]
+    elif isinstance(spec, Config):
+        cfg = spec
+    elif str(spec) in PRESETS:
+        cfg = PRESETS[str(spec)]
+    elif str(spec).endswith((".yaml", ".yml")) or Path(spec).is_file():
+        path = Path(spec)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        try:
+            cfg = config_from_dict(data)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+    else:
+        cfg = preset_config(str(spec))
+    return apply_overrides(cfg, overrides)
