@@ -11,7 +11,7 @@ import importlib
 import json
 
 TOPICS: dict[str, str] = {
-    "model": "forward images/s of the network (random weights)",
+    "forward": "network forward time and peak memory (random weights)",
     "targets": "training-target generation ms/image, vectorized vs loop oracle",
     "loader": "training DataLoader images/s",
     "decode": "decoding ms/image for planted people",

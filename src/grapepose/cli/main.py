@@ -32,7 +32,7 @@ COMMANDS: list[tuple[str, str, str, str]] = [
      "grapepose convert model_crowdpose.pth.tar out.safetensors --preset crowdpose_w32"),
     ("show-targets", "grapepose.cli.show_targets", "draw augmented training samples with their targets",
      "grapepose show-targets --data images/ --ann train.json --out outputs/targets"),
-    ("bench", "grapepose.cli.bench", "measure speed (model, targets, loader, decode, predict, train)",
+    ("bench", "grapepose.cli.bench", "measure speed (forward, targets, loader, decode, predict, train)",
      "grapepose bench decode --people 15 --device cpu"),
     ("presets", "grapepose.cli.presets", "list the named configs, or print one as YAML",
      "grapepose presets crowdpose_w32"),
