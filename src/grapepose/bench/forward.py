@@ -1,0 +1,95 @@
+"""`grapepose bench forward`: network forward images/s, ms/batch and peak memory (random weights).
+
+CUDA runs use autocast for bf16/fp16 and optionally channels_last; CPU runs fp32 (or bf16 autocast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from typing import Any
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="crowdpose_w32", help="preset or YAML config (default crowdpose_w32)")
+    p.add_argument("--size", type=int, default=512, help="input side, a multiple of 64 (default 512)")
+    p.add_argument("--batch", type=int, default=1, help="images per forward (default 1)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype (default fp32)")
+    p.add_argument("--iters", type=int, default=20, help="timed forwards (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed forwards first (default 3)")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.d_model=64")
+
+
+def _peak_rss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from grapepose.config import load_config
+    from grapepose.errors import ConfigError
+    from grapepose.models import build_model
+
+    if args.size <= 0 or args.size % 64:
+        raise ConfigError(f"--size must be a positive multiple of 64, got {args.size}")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    cfg = load_config(args.preset, args.overrides)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: CUDA is not available on this machine")
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
+    if dtype is torch.float16 and device.type == "cpu":
+        raise ConfigError("--dtype fp16 needs CUDA; use fp32 or bf16 on CPU")
+    torch.manual_seed(0)
+    torch.backends.cudnn.benchmark = True
+    rss_before = _peak_rss_bytes()
+    model = build_model(cfg).to(device).eval()
+    images = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def forward() -> None:
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            model(images)
+
+    with torch.inference_mode():
+        for _ in range(max(args.warmup, 0)):
+            forward()
+        sync()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        for _ in range(args.iters):
+            forward()
+        sync()
+        elapsed = time.perf_counter() - t0
+    iters = max(args.iters, 1)
+    out: dict[str, Any] = {
+        "preset": cfg.name, "device": str(device), "dtype": args.dtype, "channels_last": args.channels_last,
+        "batch": args.batch, "size": args.size, "iters": args.iters,
+        "images_per_s": round(args.batch * args.iters / elapsed, 3) if elapsed > 0 else None,
+        "ms_per_batch": round(1000 * elapsed / iters, 2),
+        "params": sum(p.numel() for p in model.parameters()),
+        "threads": torch.get_num_threads(),
+    }  # fmt: skip
+    if device.type == "cuda":
+        out["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+        out["gpu"] = torch.cuda.get_device_name(device)
+    else:  # growth of this process's peak resident memory over model build + forwards
+        out["peak_rss_delta_gb"] = round((_peak_rss_bytes() - rss_before) / 2**30, 3)
+    return out

@@ -1,0 +1,28 @@
+"""The GRAPE network (`GrapeNet`), its builder and checkpoints (DESIGN §2).
+
+Example:
+    >>> from grapepose.models import build_model, load_model, save_model
+    >>> model = build_model("crowdpose_w32")                      # untrained, 30,911,291 parameters
+    >>> model = load_model("model_crowdpose.pth.tar", preset="crowdpose_w32")   # the authors' weights
+    >>> save_model(model, "crowdpose_w32.safetensors")
+"""
+
+from grapepose.models.backbone import HRNET_WIDTHS, HRNetBackbone
+from grapepose.models.blocks import AdaptiveBlock, BasicBlock, ConvBNReLU, Head
+from grapepose.models.build import build_model, model_config_of
+from grapepose.models.checkpoint import (
+    init_backbone_from_imagenet,
+    load_model,
+    load_state_dict_strict,
+    read_checkpoint,
+    save_model,
+)
+from grapepose.models.grape import GLOBAL_CONTEXT_MODULES, GrapeNet, GrapeOutput
+from grapepose.models.transformer import TransformerDecoder, TransformerEncoder, sine_position_encoding
+
+__all__ = [
+    "AdaptiveBlock", "BasicBlock", "ConvBNReLU", "GLOBAL_CONTEXT_MODULES", "GrapeNet", "GrapeOutput", "HRNET_WIDTHS",
+    "HRNetBackbone", "Head", "TransformerDecoder", "TransformerEncoder", "build_model", "init_backbone_from_imagenet",
+    "load_model", "load_state_dict_strict", "model_config_of", "read_checkpoint", "save_model",
+    "sine_position_encoding",
+]  # fmt: skip

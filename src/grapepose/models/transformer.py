@@ -1,0 +1,167 @@
+"""DETR-style pre-norm transformer on `scaled_dot_product_attention` (DESIGN §2).
+
+Parameters use `nn.MultiheadAttention`'s layout (`in_proj_weight [3d, d]`, `in_proj_bias [3d]`,
+`out_proj`) so the authors' weights load unchanged, but attention runs through PyTorch's fused SDPA
+kernels instead of materialising [L, L] attention maps. Sequences are batch-first: [B, L, d].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "Attention", "DecoderLayer", "EncoderLayer", "TransformerDecoder", "TransformerEncoder",
+    "sine_position_encoding",
+]  # fmt: skip
+
+
+def sine_position_encoding(
+    height: int,
+    width: int,
+    d_model: int,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    temperature: float = 10000.0,
+) -> Tensor:
+    """DETR's normalised 2D sine encoding of a height x width grid, row-major: [height * width, d_model].
+
+    Row i (1-based) maps to y = i / height * 2pi, column j to x = j / width * 2pi. The first d/2
+    channels encode y, the last d/2 encode x; within a half, channel pairs (2m, 2m + 1) hold
+    sin and cos of y / temperature^(2m / (d/2)).
+    """
+    half = d_model // 2
+    eps = 1e-6  # the reference divides by (size + eps)
+    y = torch.arange(1, height + 1, dtype=torch.float32, device=device) / (height + eps) * (2 * math.pi)
+    x = torch.arange(1, width + 1, dtype=torch.float32, device=device) / (width + eps) * (2 * math.pi)
+    exponent = 2 * torch.div(torch.arange(half, device=device), 2, rounding_mode="floor") / half
+    dim_t = temperature ** exponent.float()
+
+    def encode(v: Tensor) -> Tensor:  # [n] -> [n, half], sin on even channels, cos on odd
+        a = v[:, None] / dim_t
+        return torch.stack((a[:, 0::2].sin(), a[:, 1::2].cos()), dim=2).flatten(1)
+
+    pos_y = encode(y)[:, None, :].expand(height, width, half)
+    pos_x = encode(x)[None, :, :].expand(height, width, half)
+    return torch.cat((pos_y, pos_x), dim=2).reshape(height * width, d_model).to(dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with `nn.MultiheadAttention` parameters, computed with SDPA."""
+
+    def __init__(self, d_model: int, nhead: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if d_model % nhead:
+            raise ValueError(f"d_model ({d_model}) must be divisible by nhead ({nhead})")
+        self.d_model, self.nhead, self.dropout = d_model, nhead, dropout
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * d_model, d_model))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * d_model))
+        self.out_proj = nn.Linear(d_model, d_model)
+        # nn.MultiheadAttention's initialisation.
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def _heads(self, t: Tensor) -> Tensor:  # [B, L, d] -> [B, nhead, L, d / nhead]
+        return t.unflatten(-1, (self.nhead, -1)).transpose(1, 2)
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor) -> Tensor:
+        """Attend `query` [B, Lq, d] to `key`/`value` [B, Lk, d] -> [B, Lq, d]."""
+        d = self.d_model
+        w, b = self.in_proj_weight, self.in_proj_bias
+        if query is key:  # self-attention: one projection for q and k
+            q, k = F.linear(query, w[: 2 * d], b[: 2 * d]).chunk(2, dim=-1)
+        else:
+            q = F.linear(query, w[:d], b[:d])
+            k = F.linear(key, w[d : 2 * d], b[d : 2 * d])
+        v = F.linear(value, w[2 * d :], b[2 * d :])
+        p = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v), dropout_p=p)
+        return self.out_proj(out.transpose(1, 2).flatten(2))
+
+
+class _FeedForward(nn.Module):
+    """linear1 -> ReLU -> dropout -> linear2 (names as in DETR)."""
+
+    def __init__(self, d_model: int, dim_feedforward: int, dropout: float) -> None:
+        super().__init__()
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.dropout = dropout
+
+    def feed_forward(self, x: Tensor) -> Tensor:
+        return self.linear2(F.dropout(F.relu(self.linear1(x)), self.dropout, self.training))
+
+
+class EncoderLayer(_FeedForward):
+    """Pre-norm encoder layer; `pos` is added to queries and keys of the self-attention."""
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int, dropout: float = 0.1) -> None:
+        super().__init__(d_model, dim_feedforward, dropout)
+        self.self_attn = Attention(d_model, nhead, dropout)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+
+    def forward(self, src: Tensor, pos: Tensor) -> Tensor:
+        """src [B, L, d], pos [L, d] -> [B, L, d]."""
+        x = self.norm1(src)
+        qk = x + pos
+        src = src + F.dropout(self.self_attn(qk, qk, x), self.dropout, self.training)
+        return src + F.dropout(self.feed_forward(self.norm2(src)), self.dropout, self.training)
+
+
+class DecoderLayer(_FeedForward):
+    """Pre-norm decoder layer: self-attention (no position), cross-attention (`pos` on the keys), FFN."""
+
+    def __init__(self, d_model: int, nhead: int, dim_feedforward: int, dropout: float = 0.1) -> None:
+        super().__init__(d_model, dim_feedforward, dropout)
+        self.self_attn = Attention(d_model, nhead, dropout)
+        self.cross_attn = Attention(d_model, nhead, dropout)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.norm3 = nn.LayerNorm(d_model)
+
+    def forward(self, tgt: Tensor, memory: Tensor, pos: Tensor) -> Tensor:
+        """tgt [B, Lq, d], memory [B, Lk, d], pos [Lk, d] -> [B, Lq, d]."""
+        x = self.norm1(tgt)
+        tgt = tgt + F.dropout(self.self_attn(x, x, x), self.dropout, self.training)
+        x = self.norm2(tgt)
+        tgt = tgt + F.dropout(self.cross_attn(x, memory + pos, memory), self.dropout, self.training)
+        return tgt + F.dropout(self.feed_forward(self.norm3(tgt)), self.dropout, self.training)
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of `EncoderLayer`s (no final norm)."""
+
+    def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(EncoderLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers))
+        # The reference re-initialises every matrix of its encoder with Xavier-uniform.
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def forward(self, src: Tensor, pos: Tensor) -> Tensor:
+        """src [B, L, d], pos [L, d] -> [B, L, d]."""
+        for layer in self.layers:
+            src = layer(src, pos)
+        return src
+
+
+class TransformerDecoder(nn.Module):
+    """A stack of `DecoderLayer`s (no final norm)."""
+
+    def __init__(self, num_layers: int, d_model: int, nhead: int, dim_feedforward: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(DecoderLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers))
+        # The reference deep-copies one initialised layer, so all decoder layers start equal.
+        for layer in self.layers[1:]:
+            layer.load_state_dict(self.layers[0].state_dict())
+
+    def forward(self, tgt: Tensor, memory: Tensor, pos: Tensor) -> Tensor:
+        """tgt [B, Lq, d], memory [B, Lk, d], pos [Lk, d] -> [B, Lq, d]."""
+        for layer in self.layers:
+            tgt = layer(tgt, memory, pos)
+        return tgt

@@ -1,0 +1,26 @@
+import json
+import os
+import stat
+
+import pytest
+
+from grapepose.utils.io import atomic_path, atomic_write_json
+
+
+def test_atomic_write_creates_parents_and_normal_permissions(tmp_path):
+    out = tmp_path / "a" / "b" / "r.json"
+    atomic_write_json(out, {"x": 1})
+    assert json.loads(out.read_text()) == {"x": 1}
+    assert stat.S_IMODE(out.stat().st_mode) & 0o044  # readable by others (umask permitting)
+    assert [p.name for p in out.parent.iterdir()] == ["r.json"]
+
+
+def test_failed_write_leaves_previous_file(tmp_path):
+    out = tmp_path / "r.json"
+    atomic_write_json(out, {"done": True})
+    with pytest.raises(RuntimeError):
+        with atomic_path(out) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert json.loads(out.read_text()) == {"done": True}
+    assert os.listdir(tmp_path) == ["r.json"]
