@@ -1,0 +1,56 @@
+"""`grapepose bench targets`: training-target generation ms/image, vectorised vs the loop oracle."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--people", type=int, default=15, help="people per image")
+    p.add_argument("--grid", type=int, default=128, help="output grid side")
+    p.add_argument("--keypoints", type=int, default=14, help="keypoint types K")
+    p.add_argument("--iters", type=int, default=200, help="images for the vectorised version")
+    p.add_argument("--oracle-iters", type=int, default=5, help="images for the loop oracle (slow); 0 skips it")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def random_scene(rng: np.random.Generator, people: int, k: int, grid: int) -> np.ndarray:
+    """`[people, k, 3]` joints in grid units: people spread over the grid, some joints unlabelled or outside."""
+    centers = rng.uniform(0, grid, size=(people, 2))
+    spread = rng.uniform(grid / 64, grid / 8, size=(people, 1))
+    j = np.empty((people, k, 3))
+    j[..., :2] = centers[:, None, :] + rng.normal(size=(people, k, 2)) * spread[..., None]
+    j[..., 2] = rng.choice([0.0, 1.0, 2.0], size=(people, k), p=[0.2, 0.3, 0.5])
+    return j
+
+
+def _median_ms(fn: Any, scenes: list[np.ndarray]) -> float:
+    times = []
+    for s in scenes:
+        t = time.perf_counter()
+        fn(s)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e3)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from grapepose.data._reference_targets import reference_targets
+    from grapepose.data.targets import build_targets
+
+    rng = np.random.default_rng(args.seed)
+    g = args.grid
+    kw = {"sigma": g / 64, "center_sigma": g / 64 + 2}
+    scenes = [random_scene(rng, args.people, args.keypoints, g) for _ in range(max(args.iters, 1))]
+    for s in scenes[:5]:  # warm-up
+        build_targets(s, (g, g), **kw)
+    out: dict[str, Any] = {"people": args.people, "grid": g, "keypoints": args.keypoints, "iters": len(scenes)}
+    out["ms_per_image"] = round(_median_ms(lambda s: build_targets(s, (g, g), **kw), scenes), 3)
+    if args.oracle_iters > 0:
+        oracle = _median_ms(lambda s: reference_targets(s, (g, g), **kw), scenes[: args.oracle_iters])
+        out["oracle_ms_per_image"] = round(oracle, 2)
+        out["speedup"] = round(oracle / out["ms_per_image"], 1)
+    return out

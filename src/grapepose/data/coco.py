@@ -1,0 +1,298 @@
+"""COCO-format keypoint datasets (COCO, CrowdPose, OCHuman or any keypoint set) as a sample source."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grapepose.config import DataConfig
+from grapepose.data._masks import ignore_mask
+from grapepose.data._spec import resolve_spec
+from grapepose.data.image_io import read_image
+from grapepose.data.sample import Sample
+from grapepose.errors import DataError
+from grapepose.keypoints import KeypointSpec
+
+__all__ = ["KeypointDataset"]
+
+log = logging.getLogger(__name__)
+
+# The reference (DEKR lineage) gives COCO/OCHuman people with a segmentation area below 32² no centre.
+_REFERENCE_MIN_CENTER_AREA = {"coco": 32.0**2, "ochuman": 32.0**2}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise DataError(f"{path}: annotation file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object with 'images' and 'annotations'")
+    return data
+
+
+def _int_id(value: Any, fallback: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return fallback  # non-numeric ids (custom sets): the image's position
+
+
+class KeypointDataset:
+    """A parsed COCO-format keypoint JSON plus its image folder; a sample source for training.
+
+    Images without annotations are kept (valid negatives; counted in `num_negatives`). Non-crowd
+    people with at least one labelled joint become `Sample.keypoints`; crowd regions and people
+    without labelled joints become `Sample.ignore_mask` (their segmentation, else their bbox).
+
+    Attributes:
+        ann_path: the JSON file.
+        image_root: folder that `file_name`s are relative to.
+        images: the JSON's image records, in file order.
+        annotations: the keypoint-category annotation records, in file order.
+        spec: the keypoint metadata.
+        num_negatives: images without any annotation.
+
+    Raises:
+        DataError: on malformed annotations or missing image files, naming the file and annotation.
+    """
+
+    def __init__(
+        self,
+        ann_path: str | os.PathLike[str],
+        image_root: str | os.PathLike[str],
+        spec: KeypointSpec | None = None,
+        dataset: str | None = None,
+        *,
+        keypoint_names: Sequence[str] = (),
+        flip_index: Sequence[int] = (),
+        sigmas: Sequence[float] = (),
+        check_images: bool = True,
+        min_center_area: float | None = None,
+    ) -> None:
+        """Parse and validate `ann_path`.
+
+        Args:
+            ann_path: COCO-format keypoint JSON.
+            image_root: image folder.
+            spec: explicit keypoint metadata (else from the JSON category / built-in tables / overrides).
+            dataset: `coco`, `crowdpose`, `ochuman`, `custom` or None; picks built-in tables and recipe.
+            keypoint_names, flip_index, sigmas: metadata overrides (`DataConfig` fields of the same names).
+            check_images: verify at construction that every image file exists.
+            min_center_area: people whose annotation `area` is below this get no centre target; None
+                = the reference recipe (32² for coco/ochuman, else 0).
+        """
+        self.ann_path = Path(ann_path)
+        self.image_root = Path(image_root)
+        self.dataset = dataset.lower() if dataset else None
+        if min_center_area is None:
+            min_center_area = _REFERENCE_MIN_CENTER_AREA.get(self.dataset or "", 0.0)
+        self.min_center_area = float(min_center_area)
+        data = _read_json(self.ann_path)
+        where = str(self.ann_path)
+        self.images = self._parse_images(data, where)
+        category = self._keypoint_category(data, where)
+        raw_anns = data.get("annotations", [])
+        if not isinstance(raw_anns, list):
+            raise DataError(f"{where}: 'annotations' must be a list")
+        if category is not None:
+            cat_id = category.get("id")
+            raw_anns = [a for a in raw_anns if not isinstance(a, dict) or a.get("category_id", cat_id) == cat_id]
+        k = self._num_keypoints(category, spec, raw_anns, where)
+        if spec is None:
+            spec = resolve_spec(category, k, self.dataset, where, keypoint_names, flip_index, sigmas)
+        elif spec.num_keypoints != k:
+            raise DataError(f"{where}: annotations have {k} keypoints but the given spec has {spec.num_keypoints}")
+        self.spec = spec
+        self.annotations = raw_anns
+        self._by_image = self._index_annotations(raw_anns, k, where)
+        self.num_negatives = sum(1 for anns in self._by_image if not anns)
+        if check_images:
+            self._check_image_files()
+        log.info(
+            "%s: %d images (%d without annotations), %d annotations, %d keypoints",
+            where, len(self.images), self.num_negatives, len(self.annotations), k,
+        )  # fmt: skip
+
+    @classmethod
+    def from_config(cls, cfg: DataConfig, val: bool = False, check_images: bool = True) -> KeypointDataset:
+        """The training (or, with `val`, validation) set that `cfg` names."""
+        ann, root = (cfg.val_ann, cfg.val_root) if val else (cfg.ann, cfg.root)
+        if not ann:
+            raise DataError(f"no annotation file configured (set data.{'val_ann' if val else 'ann'})")
+        return cls(
+            ann, root or Path(ann).parent, dataset=cfg.dataset,
+            keypoint_names=cfg.keypoint_names, flip_index=cfg.flip_index, sigmas=cfg.sigmas, check_images=check_images,
+        )  # fmt: skip
+
+    # ---- parsing -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _parse_images(data: dict[str, Any], where: str) -> list[dict[str, Any]]:
+        images = data.get("images")
+        if not isinstance(images, list):
+            raise DataError(f"{where}: no 'images' list (not a COCO-format keypoint file?)")
+        seen: set[int] = set()
+        for n, img in enumerate(images):
+            if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
+                raise DataError(f"{where}: image entry #{n} needs 'id' and 'file_name'")
+            if img["id"] in seen:
+                raise DataError(f"{where}: duplicate image id {img['id']}")
+            seen.add(img["id"])
+        return images
+
+    @staticmethod
+    def _keypoint_category(data: dict[str, Any], where: str) -> dict[str, Any] | None:
+        cats = [c for c in data.get("categories", []) or [] if isinstance(c, dict) and c.get("keypoints")]
+        if not cats:
+            return None
+        if len(cats) > 1:
+            persons = [c for c in cats if c.get("name") == "person"]
+            if len(persons) != 1:
+                names = ", ".join(repr(c.get("name")) for c in cats)
+                raise DataError(f"{where}: several categories with keypoints ({names}); expected one")
+            return persons[0]
+        return cats[0]
+
+    @staticmethod
+    def _num_keypoints(category: dict[str, Any] | None, spec: KeypointSpec | None, anns: list[Any], where: str) -> int:
+        if category is not None:
+            return len(category["keypoints"])
+        if spec is not None:
+            return spec.num_keypoints
+        for a in anns:
+            if isinstance(a, dict) and a.get("keypoints") and not a.get("iscrowd"):
+                n = len(a["keypoints"])
+                if n % 3:
+                    raise DataError(f"{where}: annotation {a.get('id')}: {n} keypoint values is not a multiple of 3")
+                return n // 3
+        raise DataError(f"{where}: cannot tell the number of keypoints (no category 'keypoints' and no annotations)")
+
+    def _index_annotations(self, anns: list[Any], k: int, where: str) -> list[list[int]]:
+        slot = {img["id"]: i for i, img in enumerate(self.images)}
+        by_image: list[list[int]] = [[] for _ in self.images]
+        seen: set[Any] = set()
+        checked: list[int] = []  # annotations whose keypoints are validated in bulk below
+        for n, a in enumerate(anns):
+            if not isinstance(a, dict) or "id" not in a:
+                raise DataError(f"{where}: annotation #{n} is not an object with an 'id'")
+            aid = a["id"]
+            if aid in seen:
+                raise DataError(f"{where}: duplicate annotation id {aid}")
+            seen.add(aid)
+            if a.get("image_id") not in slot:
+                raise DataError(
+                    f"{where}: annotation {aid} refers to image id {a.get('image_id')!r}, which is not in 'images'"
+                )
+            kps = a.get("keypoints")
+            if kps is None and a.get("iscrowd"):
+                pass  # crowd regions need no keypoints
+            elif not isinstance(kps, list):
+                kind = type(kps).__name__
+                raise DataError(f"{where}: annotation {aid}: 'keypoints' is a {kind}, expected {3 * k} numbers")
+            elif len(kps) != 3 * k:
+                raise DataError(
+                    f"{where}: annotation {aid}: {len(kps)} keypoint values, expected {3 * k} (3 × {k} keypoints)"
+                )
+            else:
+                checked.append(n)
+            by_image[slot[a["image_id"]]].append(n)
+        if checked:
+            self._check_values([anns[n] for n in checked], k, where)
+        return by_image
+
+    @staticmethod
+    def _check_values(anns: list[dict[str, Any]], k: int, where: str) -> None:
+        try:
+            kp = np.asarray([a["keypoints"] for a in anns], dtype=np.float64).reshape(len(anns), k, 3)
+        except (TypeError, ValueError):
+            for a in anns:
+                try:
+                    np.asarray(a["keypoints"], dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise DataError(f"{where}: annotation {a['id']}: keypoints are not all numbers") from None
+            raise  # pragma: no cover - the loop above finds the culprit
+        labelled = kp[..., 2] > 0
+        bad = ~np.isfinite(kp).all(axis=(1, 2)) | (kp[..., 2] < 0).any(axis=1)
+        bad |= ((kp[..., :2] < 0).any(axis=2) & labelled).any(axis=1)
+        if bad.any():
+            n = int(np.argmax(bad))
+            raise DataError(
+                f"{where}: annotation {anns[n]['id']}: keypoints contain NaN/inf, negative coordinates of "
+                "labelled joints or negative visibility"
+            )
+
+    def _check_image_files(self) -> None:
+        missing = [img["file_name"] for img in self.images if not (self.image_root / str(img["file_name"])).is_file()]
+        if missing:
+            shown = ", ".join(map(str, missing[:5]))
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise DataError(
+                f"{self.ann_path}: {len(missing)} of {len(self.images)} image files missing under "
+                f"{self.image_root}: {shown}{more}"
+            )
+
+    # ---- sample source ---------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __repr__(self) -> str:
+        return (
+            f"KeypointDataset({str(self.ann_path)!r}, {len(self)} images, {len(self.annotations)} annotations, "
+            f"K={self.spec.num_keypoints})"
+        )
+
+    @property
+    def image_ids(self) -> list[int]:
+        return [img["id"] for img in self.images]
+
+    def image_path(self, i: int) -> Path:
+        """Path of image `i`."""
+        return self.image_root / str(self.images[i]["file_name"])
+
+    def annotations_of(self, i: int) -> list[dict[str, Any]]:
+        """The annotation records of image `i`."""
+        return [self.annotations[n] for n in self._by_image[i]]
+
+    def load(self, i: int) -> Sample:
+        """Read image `i` and its people.
+
+        Raises:
+            DataError: the image file is missing or cannot be decoded (names the file).
+        """
+        image = read_image(self.image_path(i))
+        height, width = image.shape[:2]
+        k = self.spec.num_keypoints
+        people, ignored, has_center = [], [], []
+        for a in self.annotations_of(i):
+            kps = a.get("keypoints")
+            kp = np.asarray(kps, dtype=np.float32).reshape(k, 3) if kps else None
+            if a.get("iscrowd") or kp is None or not (kp[:, 2] > 0).any():
+                ignored.append(a)
+                continue
+            kp[kp[:, 2] <= 0] = 0.0
+            people.append(kp)
+            area = a.get("area")
+            small = isinstance(area, (int, float)) and math.isfinite(area) and area < self.min_center_area
+            has_center.append(not small)
+        keypoints = np.stack(people) if people else np.zeros((0, k, 3), np.float32)
+        return Sample(
+            image=image,
+            keypoints=keypoints,
+            ignore_mask=ignore_mask(ignored, height, width) if ignored else None,
+            image_id=_int_id(self.images[i]["id"], i),
+            has_center=np.asarray(has_center, dtype=bool) if self.min_center_area > 0 else None,
+        )
