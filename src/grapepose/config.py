@@ -156,6 +156,7 @@ class TrainConfig:
     val_interval: int = 0  # epochs between validations; 0: off
     log_interval: int = 20
     steps_per_epoch: int = 0  # 0: one pass over the dataset
+    checkpoint_interval: int = 0  # steps between extra mid-epoch saves of last.pt; 0: end of each epoch only
 
     def __post_init__(self) -> None:
         if self.schedule not in ("step", "cosine"):
@@ -230,6 +231,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)

@@ -1,0 +1,109 @@
+"""`grapepose bench train`: training images/s and peak memory on random data of the target shapes.
+
+Runs the trainer's own step (`forward_backward` + `apply_update`: autocast, loss, backward, Adam)
+on one device; no data loading is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from typing import Any
+
+__all__ = ["add_arguments", "run", "random_batch"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="crowdpose_w32", help="preset or YAML config (default crowdpose_w32)")
+    p.add_argument("--batch", type=int, default=16, help="images per step (default 16)")
+    p.add_argument("--size", type=int, default=512, help="input side, a multiple of 64 (default 512)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="train.amp")
+    p.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.d_model=64")
+
+
+def random_batch(batch: int, size: int, num_keypoints: int, seed: int = 0) -> dict[str, Any]:
+    """A batch shaped like collated `TrainingDataset` items, with plausible value ranges."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    k, h = num_keypoints, size // 4
+    offset_weights = (torch.rand(batch, 2 * k, h, h, generator=g) > 0.95).float() * 0.05
+    return {
+        "image": torch.randn(batch, 3, size, size, generator=g),
+        "heatmaps": torch.rand(batch, k + 1, h, h, generator=g) ** 8,
+        "heatmap_weights": torch.where(torch.rand(batch, k + 1, h, h, generator=g) > 0.8, 1.0, 0.1),
+        "offsets": torch.randn(batch, 2 * k, h, h, generator=g) * 10,
+        "offset_weights": offset_weights,
+        "visibility": (torch.rand(batch, k, h, h, generator=g) > 0.9).float(),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from grapepose.config import load_config
+    from grapepose.engine.losses import GrapeLoss
+    from grapepose.engine.optim import build_optimizer
+    from grapepose.engine.precision import resolve_precision
+    from grapepose.engine.step import apply_update, forward_backward
+    from grapepose.errors import ConfigError
+    from grapepose.models import build_model
+
+    if args.size % 64:
+        raise ConfigError(f"--size must be a multiple of 64, got {args.size}")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    cfg = load_config(args.preset, [f"data.input_size={args.size}", f"data.output_size={args.size // 4}",
+                                    f"train.amp={args.dtype}", *args.overrides])  # fmt: skip
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: CUDA is not available on this machine")
+    torch.manual_seed(0)
+    torch.backends.cudnn.benchmark = True
+    model = build_model(cfg).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    precision = resolve_precision(cfg.train.amp, device)
+    optimizer, scaler = build_optimizer(model, cfg.train), precision.scaler()
+    criterion = GrapeLoss.from_config(cfg.train)
+    batch = {k: v.to(device) for k, v in random_batch(args.batch, args.size, cfg.model.num_keypoints).items()}
+
+    def step() -> None:
+        forward_backward(model, batch, criterion, precision, scaler, optimizer, device)
+        apply_update(model, optimizer, scaler, None, cfg.train.grad_clip)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(max(args.warmup, 0)):
+        step()
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    sync()
+    elapsed = time.perf_counter() - t0
+    out: dict[str, Any] = {
+        "preset": cfg.name, "backbone": cfg.model.backbone, "device": str(device), "dtype": precision.name,
+        "batch": args.batch, "size": args.size, "steps": args.steps,
+        "images_per_s": round(args.batch * args.steps / elapsed, 3),
+        "ms_per_step": round(1000 * elapsed / max(args.steps, 1), 2),
+        "threads": torch.get_num_threads(),
+    }  # fmt: skip
+    if device.type == "cuda":
+        out["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+        out["gpu"] = torch.cuda.get_device_name(device)
+    else:  # peak resident memory of this process (includes Python and torch themselves)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out["peak_rss_gb"] = round(rss / (2**30 if sys.platform == "darwin" else 2**20), 3)
+    return out

@@ -1,0 +1,81 @@
+"""Building blocks of a training run: seeding, data sources and the initial network weights."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from grapepose.config import Config
+from grapepose.errors import ConfigError, GrapeposeError
+
+__all__ = ["seed_everything", "build_train_source", "source_spec", "initialize_weights"]
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and torch; in deterministic mode also pick deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS needs this before its first call to be deterministic.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def build_train_source(cfg: Config) -> Any:
+    """The `KeypointDataset` named by `cfg.data.root` / `cfg.data.ann`."""
+    if not cfg.data.ann:
+        raise ConfigError("no training data: give --data ROOT --ann ANN.json (data.root/data.ann) or --synthetic")
+    from grapepose.data import KeypointDataset
+
+    return KeypointDataset.from_config(cfg.data)
+
+
+def source_spec(source: Any, cfg: Config) -> Any:
+    """The `KeypointSpec` of a sample source (its own, else the built-in one for the config).
+
+    Raises:
+        ConfigError: the keypoint count differs from the network's `model.num_keypoints`.
+    """
+    spec = getattr(source, "spec", None)
+    if spec is None:
+        from grapepose.keypoints import keypoint_spec
+
+        try:
+            spec = keypoint_spec(cfg.data.dataset)
+        except GrapeposeError:  # custom dataset name: the built-in set with that many keypoints
+            spec = keypoint_spec(cfg.model.num_keypoints)
+    k = len(spec.names)
+    if k != cfg.model.num_keypoints:
+        where = getattr(source, "ann_path", None) or "the training data"
+        raise ConfigError(f"{where}: has {k} keypoints but model.num_keypoints is {cfg.model.num_keypoints}")
+    return spec
+
+
+def initialize_weights(model: nn.Module, weights: str | os.PathLike[str] | None,
+                       init_backbone: str | os.PathLike[str] | None) -> None:  # fmt: skip
+    """Load a whole trained model (`weights`) and/or HRNet ImageNet weights into the backbone.
+
+    Raises:
+        CheckpointError: a file is unreadable or does not fit the network (strict check).
+    """
+    from grapepose.models import init_backbone_from_imagenet, load_model, load_state_dict_strict
+
+    if weights:
+        load_state_dict_strict(model, load_model(weights).state_dict(), weights)
+        log.info("initialised from %s", weights)
+    if init_backbone:
+        init_backbone_from_imagenet(model, init_backbone)  # type: ignore[arg-type]
+        log.info("backbone initialised from %s", init_backbone)
