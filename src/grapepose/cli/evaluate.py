@@ -1,15 +1,166 @@
-"""`grapepose evaluate` (not implemented yet)."""
+"""`grapepose evaluate`: OKS AP/AR of a model (or of a results file) on a COCO-format keypoint set.
+
+Under `torchrun` (WORLD_SIZE > 1) the images are sharded over the ranks and the results gathered
+on rank 0, which writes them and scores them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
 
-from grapepose.errors import GrapeposeError
+from grapepose.config import TEST_MODES
+from grapepose.errors import ConfigError, GrapeposeError
+
+log = logging.getLogger(__name__)
+
+_KINDS = ("coco", "crowdpose", "ochuman")
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--scales: {text!r} is not a comma-separated list of numbers") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"--scales: {text!r} must list positive numbers")
+    return values
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--weights", metavar="W", help="model file: ours (.safetensors) or the authors' .pth/.pth.tar")
+    p.add_argument("--results", metavar="JSON", help="score this COCO keypoint results file instead of a model")
+    p.add_argument("--ann", metavar="JSON", required=True, help="COCO-format keypoint annotation file")
+    p.add_argument("--data", metavar="ROOT", help="image folder (the annotation's file_name is relative to it)")
+    p.add_argument("--preset", help="config preset for weights without an embedded config, e.g. crowdpose_w32")
+    p.add_argument("--kind", choices=_KINDS, help="evaluation protocol (default: detected from the annotation)")
+    p.add_argument("--mode", choices=list(TEST_MODES), help="test mode: default (1 scale + flip), fast (no flip), "
+                   "reference (scales 0.5,1,2 + flip + fp16, as the authors' script)")  # fmt: skip
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test (overrides --mode)")
+    p.add_argument("--scales", type=_scales, help="test scales, e.g. 0.5,1,2 (overrides --mode)")
+    p.add_argument("--base-size", type=int, help="short side at scale 1 (default 512)")
+    p.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), help="autocast dtype (overrides --mode)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
+    p.add_argument("--workers", type=int, default=2, help="image reading threads (default 2)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N images (by id)")
+    p.add_argument("--out", metavar="JSON", help="write the COCO results here")
+
+
+def _test_config(args: argparse.Namespace, base: Any) -> Any:
+    import dataclasses
+
+    changes: dict[str, Any] = dict(TEST_MODES[args.mode]) if args.mode else {}
+    if args.flip is not None:
+        changes["flip"] = args.flip
+    if args.scales is not None:
+        changes["scales"] = args.scales
+    if args.base_size is not None:
+        changes["base_size"] = args.base_size
+    if args.dtype is not None:
+        changes["dtype"] = args.dtype
+    return dataclasses.replace(base, **changes)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise GrapeposeError("this command is not implemented yet")
+    if bool(args.weights) == bool(args.results):
+        raise ConfigError("give exactly one of --weights (run a model) or --results (score a results file)")
+    if args.results:
+        return _score(args.results, args)
+    if not args.data:
+        raise ConfigError("--weights needs --data (the image folder)")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    return _run_model(args)
+
+
+def _score(results: Any, args: argparse.Namespace, name: str | None = None) -> int:
+    from grapepose.evaluation import evaluate_results, format_metrics_table
+
+    metrics = evaluate_results(results, args.ann, args.kind)
+    label = name or Path(args.results or args.weights).stem
+    print(format_metrics_table(metrics, label))
+    return 0
+
+
+def _run_model(args: argparse.Namespace) -> int:
+    import torch.distributed as dist
+
+    from grapepose.evaluation import annotated_images, load_annotation, read_image_as_stored
+    from grapepose.inference import Predictor
+    from grapepose.models import load_model
+    from grapepose.utils.io import atomic_write_json
+
+    ann = load_annotation(args.ann)
+    images = annotated_images(ann, args.data, args.ann)
+    if args.limit is not None:
+        images = images[: max(args.limit, 0)]
+    rank, world, device = _setup_distributed(args.device)
+    try:
+        model = load_model(args.weights, preset=args.preset)
+        cfg = _test_config(args, model.config.test)
+        predictor = Predictor(model, cfg, device=device, batch_size=args.batch_size)
+        shard = images[rank::world]
+        results: list[dict[str, Any]] = []
+        errors: list[str] = []
+        stream = predictor.iter_predict(
+            [im.path for im in shard], reader=read_image_as_stored, progress=rank == 0 and sys.stderr.isatty(),
+            workers=args.workers,
+        )  # fmt: skip
+        for im, res in zip(shard, stream):
+            if isinstance(res, GrapeposeError):
+                errors.append(str(res))
+                continue
+            if im.height and im.width and res.image_size != (im.height, im.width):
+                log.warning("%s: image is %sx%s but the annotation says %sx%s", im.path, res.image_size[1],
+                            res.image_size[0], im.width, im.height)  # fmt: skip
+            results += res.to_coco(im.id)
+        if world > 1:
+            gathered: list[Any] | None = [None] * world if rank == 0 else None
+            dist.gather_object((results, errors), gathered, dst=0)
+            if rank != 0:
+                return 0
+            results = [r for part in gathered for r in part[0]]  # type: ignore[union-attr]
+            errors = [e for part in gathered for e in part[1]]  # type: ignore[union-attr]
+        results.sort(key=lambda r: (r["image_id"], -r["score"]))
+        for e in errors:
+            log.warning("skipped: %s", e)
+        if errors:
+            print(f"{len(errors)} of {len(images)} images could not be used (see warnings above)", file=sys.stderr)
+        if args.out:
+            atomic_write_json(args.out, results)
+            log.info("wrote %d results to %s", len(results), args.out)
+        if len(errors) == len(images) and images:
+            raise GrapeposeError(f"none of the {len(images)} images in {args.ann} could be read (first: {errors[0]})")
+        return _score(results, args, Path(args.weights).stem)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _setup_distributed(device: str | None) -> tuple[int, int, Any]:
+    """(rank, world size, device) for this process; joins the torchrun group when WORLD_SIZE > 1."""
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    name = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: CUDA is not available on this machine")
+        if dev.index is None and world > 1:
+            dev = torch.device("cuda", local % torch.cuda.device_count())
+        torch.cuda.set_device(dev)
+    if world <= 1:
+        return 0, 1, dev
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2))
+    return dist.get_rank(), dist.get_world_size(), dev

@@ -1,0 +1,150 @@
+"""OKS AP/AR of COCO-format keypoint results with faster-coco-eval.
+
+COCO and OCHuman use the standard keypoint evaluation (OKS scale = GT area, max 20 people per
+image). CrowdPose uses the `keypoints_crowd` protocol: OKS scale from the GT box (0.53 x w x h),
+max 20 people, and AP easy/medium/hard over images split by `crowdIndex` at 0.2 and 0.8. A metric
+whose range has no ground truth is -1 (the COCO convention).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grapepose.errors import DataError
+from grapepose.keypoints import keypoint_spec
+
+__all__ = ["KINDS", "METRICS", "detect_kind", "evaluate_results", "load_annotation", "load_results"]
+
+log = logging.getLogger(__name__)
+
+KINDS = ("coco", "crowdpose", "ochuman")
+# our metric names <- faster-coco-eval's `stats_as_dict` labels
+METRICS: dict[str, dict[str, str]] = {
+    "coco": {"AP": "AP_all", "AP50": "AP_50", "AP75": "AP_75", "APM": "AP_medium", "APL": "AP_large",
+             "AR": "AR_all", "AR50": "AR_50", "AR75": "AR_75", "ARM": "AR_medium", "ARL": "AR_large"},
+    "crowdpose": {"AP": "AP_all", "AP50": "AP_50", "AP75": "AP_75", "AR": "AR_all", "AR50": "AR_50",
+                  "AR75": "AR_75", "APeasy": "AP_easy", "APmed": "AP_medium", "APhard": "AP_hard"},
+}  # fmt: skip
+METRICS["ochuman"] = METRICS["coco"]
+
+
+def _load_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise DataError(f"{path}: {what} file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+
+
+def load_annotation(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse a COCO-format annotation file (DataError naming the file if it is missing or not JSON)."""
+    ann = _load_json(Path(path), "annotation")
+    if not isinstance(ann, dict) or "images" not in ann:
+        raise DataError(f"{path}: not a COCO-format annotation file (no 'images' list)")
+    return ann
+
+
+def _num_keypoints(ann: dict[str, Any]) -> int:
+    for cat in ann.get("categories", []):
+        if cat.get("keypoints"):
+            return len(cat["keypoints"])
+    for a in ann.get("annotations", []):
+        if a.get("keypoints"):
+            return len(a["keypoints"]) // 3
+    return 17
+
+
+def detect_kind(ann_path: str | os.PathLike[str], ann: dict[str, Any] | None = None) -> str:
+    """`crowdpose` (14 keypoints or images with `crowdIndex`), `ochuman` (by file name) or `coco`."""
+    path = Path(ann_path)
+    ann = ann if ann is not None else load_annotation(path)
+    images = ann.get("images", [])
+    if _num_keypoints(ann) == 14 or (images and all("crowdIndex" in im for im in images)):
+        return "crowdpose"
+    if "ochuman" in path.name.lower():
+        return "ochuman"
+    return "coco"
+
+
+def load_results(results: Sequence[dict[str, Any]] | str | os.PathLike[str], num_keypoints: int) -> list[dict[str, Any]]:
+    """Read and check COCO keypoint results (a list of dicts or a JSON file of one)."""
+    where = "results"
+    if isinstance(results, (str, os.PathLike)):
+        where = str(results)
+        results = _load_json(Path(results), "results")
+    if not isinstance(results, list):
+        raise DataError(f"{where}: expected a JSON list of COCO results, got {type(results).__name__}")
+    out = []
+    for i, r in enumerate(results):
+        if not isinstance(r, dict) or not {"image_id", "keypoints", "score"} <= r.keys():
+            raise DataError(f"{where}: result #{i} lacks image_id, keypoints or score")
+        if len(r["keypoints"]) != 3 * num_keypoints:
+            raise DataError(
+                f"{where}: result #{i} has {len(r['keypoints'])} keypoint values, expected {3 * num_keypoints}"
+            )
+        out.append({**r, "category_id": r.get("category_id", 1)})
+    return out
+
+
+def evaluate_results(
+    results: Sequence[dict[str, Any]] | str | os.PathLike[str],
+    ann_path: str | os.PathLike[str],
+    kind: str | None = None,
+    sigmas: Sequence[float] | None = None,
+) -> dict[str, float]:
+    """OKS metrics of keypoint results against a COCO-format annotation file.
+
+    Args:
+        results: COCO results (`image_id`, `category_id`, `keypoints` [x, y, s] * K, `score`), or a
+            JSON file of them.
+        ann_path: the ground-truth annotation JSON.
+        kind: `coco`, `crowdpose` or `ochuman` (default: `detect_kind`).
+        sigmas: per-keypoint OKS sigmas (default: the built-in COCO or CrowdPose ones by K).
+
+    Returns:
+        COCO/OCHuman: AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL.
+        CrowdPose: AP, AP50, AP75, AR, AR50, AR75, APeasy, APmed, APhard.
+    """
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    ann_path = Path(ann_path)
+    ann = load_annotation(ann_path)
+    kind = kind or detect_kind(ann_path, ann)
+    if kind not in KINDS:
+        raise DataError(f"unknown evaluation kind {kind!r}; expected one of {', '.join(KINDS)}")
+    k = _num_keypoints(ann)
+    if sigmas is None:
+        try:
+            sigmas = keypoint_spec(k).sigmas
+        except DataError:
+            raise DataError(f"{ann_path}: no built-in OKS sigmas for {k} keypoints; pass sigmas") from None
+    dets = load_results(results, k)
+    image_ids = {im["id"] for im in ann.get("images", [])}
+    unknown = sorted({r["image_id"] for r in dets} - image_ids)
+    if unknown:
+        raise DataError(f"results name {len(unknown)} image ids not in {ann_path} (e.g. {unknown[:3]})")
+    names = METRICS[kind]
+    if not dets:
+        log.warning("no results to evaluate: AP and AR are 0")
+
+    gt = COCO(str(ann_path))
+    dt = gt.loadRes(dets)
+    crowd = kind == "crowdpose"
+    ev = COCOeval_faster(
+        gt, dt, "keypoints_crowd" if crowd else "keypoints",
+        kpt_oks_sigmas=np.asarray(sigmas, dtype=np.float64), use_area=not crowd, print_function=log.debug,
+    )  # fmt: skip
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    stats = ev.stats_as_dict
+    return {name: float(stats[label]) for name, label in names.items()}

@@ -1,0 +1,207 @@
+"""Network outputs -> people (DESIGN §5 steps 3-6), batched on the outputs' device.
+
+`decode` takes one batch of outputs per test scale (optionally with the outputs of the mirrored
+input) and returns, per image, poses in pixels of the scale-1 network input. Python loops run only
+over scales, images (to split the result) and fixed iteration counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import torch
+
+from grapepose.config import Config, TestConfig
+from grapepose.inference.centers import find_centers
+from grapepose.inference.maps import PoseMaps, merge_flip, sample_upsampled, to_pose_maps, upsample_maps
+from grapepose.inference.nms import pose_nms
+from grapepose.inference.refine import fit_gaussians, heatmap_peaks, snap_to_peaks
+
+__all__ = ["DecodedPoses", "decode", "decode_maps"]
+
+STRIDE = 4  # input pixels per grid cell at scale 1
+
+
+class DecodedPoses(NamedTuple):
+    """People found in one image.
+
+    Attributes:
+        keypoints: `[N, K, 3]` (x, y, score) in scale-1 network-input pixels.
+        scores: `[N]` person scores (mean joint score), descending.
+    """
+
+    keypoints: torch.Tensor
+    scores: torch.Tensor
+
+
+def _as_list(x: Any) -> list[Any]:
+    if x is None:
+        return []
+    if isinstance(x, (list, tuple)) and not hasattr(x, "_fields"):
+        return list(x)
+    return [x]
+
+
+def decode(
+    outputs: Any,
+    cfg: TestConfig | Config | None = None,
+    *,
+    flipped: Any = None,
+    flip_index: Sequence[int] | None = None,
+    scales: Sequence[float] | None = None,
+    input_size: tuple[int, int] | None = None,
+) -> list[DecodedPoses]:
+    """Decode a batch of network outputs into people.
+
+    Args:
+        outputs: a `GrapeOutput` (or already flip-merged `PoseMaps`) for one test scale, or a
+            sequence of them, one per scale.
+        cfg: thresholds (`TestConfig`, or a `Config` whose `.test` is used; None: defaults).
+        flipped: the outputs for the mirrored inputs (`preprocess.flip_shift`), same structure as
+            `outputs`; they are merged as the flip test prescribes. Needs `flip_index`.
+        flip_index: left/right permutation of the K keypoints (`KeypointSpec.flip_index`).
+        scales: the test scale of each output (default: 1.0 for a single output, else `cfg.scales`).
+        input_size: `(H, W)` of the scale-1 network input (default: 4x the scale-1 grid).
+
+    Returns:
+        one `DecodedPoses` per image, in scale-1 network-input pixels.
+    """
+    test = cfg.test if isinstance(cfg, Config) else cfg if cfg is not None else TestConfig()
+    outs = _as_list(outputs)
+    if not outs:
+        raise ValueError("decode: no outputs given")
+    if scales is None:
+        if len(outs) == 1:
+            scales = (1.0,)
+        elif len(outs) == len(test.scales):
+            scales = test.scales
+        else:
+            raise ValueError(f"decode: {len(outs)} outputs but no `scales` (cfg has {len(test.scales)})")
+    if len(scales) != len(outs):
+        raise ValueError(f"decode: {len(outs)} outputs for {len(scales)} scales")
+    flips = _as_list(flipped)
+    if flips and len(flips) != len(outs):
+        raise ValueError(f"decode: {len(flips)} flipped outputs for {len(outs)} outputs")
+    if flips and flip_index is None:
+        raise ValueError("decode: `flipped` outputs need `flip_index`")
+    maps = []
+    for i, out in enumerate(outs):
+        if isinstance(out, PoseMaps):
+            if flips:
+                raise ValueError("decode: `flipped` cannot be combined with already merged PoseMaps")
+            maps.append(out)
+        elif flips:
+            maps.append(merge_flip(out, flips[i], flip_index))  # type: ignore[arg-type]
+        else:
+            maps.append(to_pose_maps(out))
+    return decode_maps(maps, scales, test, input_size)
+
+
+def _scale_one_size(maps: Sequence[PoseMaps], scales: Sequence[float]) -> tuple[int, int]:
+    i = min(range(len(scales)), key=lambda j: abs(scales[j] - 1.0))
+    h, w = maps[i].heatmaps.shape[-2:]
+    f = STRIDE / scales[i]
+    return int(round(h * f)), int(round(w * f))
+
+
+def _read_at(maps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Values of `[B, K, H, W]` maps at the floor of `[B, M, K, 2]` joints (clamped) -> `[B, M, K]`."""
+    b, k, h, w = maps.shape
+    x = coords[..., 0].floor().clamp(0, w - 1).long()
+    y = coords[..., 1].floor().clamp(0, h - 1).long()
+    flat = maps.reshape(b, k, h * w).transpose(1, 2)  # [B, HW, K]
+    return flat.gather(1, y * w + x)
+
+
+def decode_maps(
+    maps: Sequence[PoseMaps], scales: Sequence[float], cfg: TestConfig, input_size: tuple[int, int] | None = None
+) -> list[DecodedPoses]:
+    """`decode` on maps already in `PoseMaps` form (one per scale)."""
+    order = sorted(range(len(scales)), key=lambda i: -scales[i])  # the reference walks scales large to small
+    maps = [maps[i] for i in order]
+    scales = [float(scales[i]) for i in order]
+    size = input_size or _scale_one_size(maps, scales)
+    b, k1 = maps[0].heatmaps.shape[:2]
+    k = k1 - 1
+    dev = maps[0].heatmaps.device
+    has_vis = all(m.visibility is not None for m in maps)
+
+    heat = torch.zeros((b, k, *size), device=dev)
+    coords, cscores, valid = [], [], []
+    for m, s in zip(maps, scales):
+        f = STRIDE / s
+        heat += upsample_maps(m.heatmaps[:, :k], f, size)
+        h, w = m.heatmaps.shape[-2:]
+        sc, idx, ok = find_centers(m.heatmaps[:, k], cfg.max_people, cfg.center_threshold, cfg.center_pool_kernel)
+        ok &= ((idx % w).float() * f < size[1]) & (torch.div(idx, w, rounding_mode="floor").float() * f < size[0])
+        field = m.poses.reshape(b, k * 2, h * w)
+        pose = field.gather(2, idx[:, None, :].expand(-1, k * 2, -1)).view(b, k, 2, -1).permute(0, 3, 1, 2) * f
+        coords.append(pose)
+        cscores.append(sc)
+        valid.append(ok)
+    heat /= len(scales)
+
+    cscores = _renormalize(cscores, valid, scales, cfg.multiscale_score_factor)
+    coords_t = torch.cat(coords, dim=1)  # [B, M, K, 2]
+    cscore = torch.cat(cscores, dim=1)  # [B, M]
+    valid_t = torch.cat(valid, dim=1) & torch.isfinite(coords_t).all(-1).all(-1)
+    coords_t = torch.where(valid_t[..., None, None], coords_t, torch.zeros_like(coords_t))
+
+    heatval = _read_at(heat, coords_t)  # [B, M, K]
+    heat_score = heatval.mean(-1)
+    joint_score = cscore[..., None] * heatval
+    visval = None
+    if has_vis:  # visibility is only read at the proposals: sample the upsampled maps there directly
+        visval = sum(
+            sample_upsampled(m.visibility, STRIDE / s, size, coords_t) for m, s in zip(maps, scales)  # type: ignore[arg-type]
+        ) / len(scales)
+        seen = visval >= cfg.visibility_threshold
+        count = seen.sum(-1)
+        mean_vis = (visval * seen).sum(-1) / count.clamp_min(1)
+        use_vis = (cscore >= cfg.rescore_center_threshold) & (count > cfg.min_visible_joints)
+        joint_score = torch.where(use_vis[..., None], mean_vis[..., None].expand_as(joint_score), joint_score)
+
+    kept = pose_nms(coords_t, valid_t, heat_score, cfg.nms_distance, cfg.nms_joints)
+    counts = kept.sum(1).clamp(max=cfg.max_people).tolist()  # the one host sync of the batch
+    n = max(counts, default=0)
+    by_heat = heat_score.nan_to_num(-torch.inf).argsort(dim=1, descending=True, stable=True)
+    kept_first = kept.gather(1, by_heat).int().argsort(dim=1, descending=True, stable=True)
+    top = by_heat.gather(1, kept_first)[:, :n]  # kept proposals by mean heat value, then the rest
+    sel = kept.gather(1, top)  # [B, N], True on a prefix of length counts[i]
+    people = coords_t.gather(1, top[..., None, None].expand(-1, -1, k, 2))
+    jscore = joint_score.gather(1, top[..., None].expand(-1, -1, k))
+
+    if visval is not None:
+        peaks, peak_ok = heatmap_peaks(heat, cfg.snap_peaks, cfg.snap_pool_kernel)
+        move = (visval.gather(1, top[..., None].expand(-1, -1, k)) > cfg.snap_visibility_threshold) & sel[..., None]
+        people = snap_to_peaks(people, move, peaks, peak_ok)
+    if cfg.refine:
+        chosen = (jscore > cfg.refine_score_threshold) & sel[..., None]
+        people = fit_gaussians(heat, people, chosen, cfg.refine_window, cfg.refine_sigma, cfg.refine_iterations)
+
+    keypoints = torch.cat([people, jscore[..., None]], dim=-1)
+    scores = jscore.mean(-1)
+    results = []
+    for i, c in enumerate(counts):
+        order_i = scores[i, :c].argsort(descending=True, stable=True)
+        results.append(DecodedPoses(keypoints[i, :c][order_i], scores[i, :c][order_i]))
+    return results
+
+
+def _renormalize(
+    scores: list[torch.Tensor], valid: list[torch.Tensor], scales: Sequence[float], factor: float
+) -> list[torch.Tensor]:
+    """Rescale centre scores of non-1 scales to `factor` x the scale-1 maximum (reference multi-scale)."""
+    if len(scales) < 2 or 1.0 not in scales:
+        return scores
+    ref = scales.index(1.0)
+
+    def peak(i: int) -> torch.Tensor:
+        if scores[i].shape[1] == 0:
+            return scores[i].new_ones((scores[i].shape[0], 1))
+        m = torch.where(valid[i], scores[i], torch.full_like(scores[i], -torch.inf)).amax(1, keepdim=True)
+        return torch.where(torch.isfinite(m), m, torch.ones_like(m))
+
+    top1 = peak(ref)
+    return [s if i == ref else s / peak(i) * top1 * factor for i, s in enumerate(scores)]

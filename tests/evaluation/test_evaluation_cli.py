@@ -1,0 +1,76 @@
+"""`grapepose evaluate` on results files and on a (random, tiny) model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from grapepose.cli.main import main
+
+
+def _gt_results(ann_path, tmp_path):
+    ann = json.loads(ann_path.read_text())
+    res = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+           for a in ann["annotations"] if a.get("num_keypoints", 0) > 0]  # fmt: skip
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(res))
+    return path
+
+
+def test_scores_a_results_file(shared_data, tmp_path, capsys):
+    ann = shared_data / "crowdpose" / "test_crowdpose.json"
+    assert main(["evaluate", "--results", str(_gt_results(ann, tmp_path)), "--ann", str(ann)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("| Model | AP | AP50 | AP75 | AR | AR50 | AR75 | APeasy | APmed | APhard |")
+    assert lines[2].startswith("| results | 1.000 | 1.000")
+
+
+def test_argument_errors(shared_data, tmp_path, capsys):
+    ann = str(shared_data / "coco" / "test_coco.json")
+    assert main(["evaluate", "--ann", ann]) == 2
+    assert "exactly one of --weights" in capsys.readouterr().err
+    assert main(["evaluate", "--weights", "w.safetensors", "--ann", ann]) == 2
+    assert "needs --data" in capsys.readouterr().err
+    assert main(["evaluate", "--results", str(tmp_path / "none.json"), "--ann", ann]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "none.json: results file not found" in err
+
+
+def test_runs_a_model_and_skips_unreadable_images(shared_data, tmp_path, capsys):
+    from grapepose.models import build_model, save_model
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.safetensors"
+    save_model(build_model("crowdpose_w18"), weights)
+    ann = json.loads((shared_data / "crowdpose" / "test_crowdpose.json").read_text())
+    ann["images"].append({"file_name": "missing.jpg", "id": 1, "height": 10, "width": 10, "crowdIndex": 0.5})
+    ann_path = tmp_path / "ann.json"
+    ann_path.write_text(json.dumps(ann))
+    out = tmp_path / "out" / "results.json"
+    code = main(["evaluate", "--weights", str(weights), "--data", str(shared_data / "crowdpose"), "--ann",
+                 str(ann_path), "--base-size", "64", "--device", "cpu", "--batch-size", "2", "--out", str(out)])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "1 of 3 images could not be used" in captured.err
+    assert isinstance(json.loads(out.read_text()), list)
+    assert captured.out.splitlines()[2].startswith("| tiny |")
+
+
+@pytest.mark.parametrize("mode", ["fast", "reference"])
+def test_modes_set_the_test_config(mode):
+    import argparse
+
+    from grapepose.cli.evaluate import _test_config
+    from grapepose.config import TestConfig as Cfg
+
+    args = argparse.Namespace(mode=mode, flip=None, scales=None, base_size=None, dtype=None)
+    cfg = _test_config(args, Cfg())
+    if mode == "fast":
+        assert cfg.flip is False and cfg.scales == (1.0,)
+    else:
+        assert cfg.flip and cfg.scales == (0.5, 1.0, 2.0) and cfg.dtype == "fp16"
+    args = argparse.Namespace(mode=mode, flip=False, scales=(1.0, 2.0), base_size=256, dtype="fp32")
+    cfg = _test_config(args, Cfg())
+    assert (cfg.flip, cfg.scales, cfg.base_size, cfg.dtype) == (False, (1.0, 2.0), 256, "fp32")
