@@ -1,15 +1,70 @@
-"""`grapepose export` (not implemented yet)."""
+"""`grapepose export`: write a model as an ONNX file (dynamic batch/height/width, DeformConv, opset 19)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from grapepose.errors import GrapeposeError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--weights", default=None, help="checkpoint (.safetensors or the authors' .pth.tar) or 'demo'")
+    p.add_argument("--preset", default=None, help="config for checkpoints without one; alone: an untrained network")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="output format (onnx)")
+    p.add_argument("--out", type=Path, required=True, help="output file, e.g. model.onnx")
+    p.add_argument("--opset", type=int, default=19, help="ONNX opset (>= 19, the first with DeformConv)")
+    p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"),
+                   help="example input traced during export (multiples of 64; the file takes any)")
+    p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the file with onnxruntime and compare with PyTorch (default: on)")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise GrapeposeError("this command is not implemented yet")
+    import logging
+    import time
+
+    import torch
+
+    from grapepose.api import resolve_weights
+    from grapepose.config import PRESETS
+    from grapepose.export.onnx import MIN_OPSET, export_onnx
+    from grapepose.models import build_model, load_model
+
+    if args.opset < MIN_OPSET:  # before the (slow) model loading
+        raise GrapeposeError(f"opset {args.opset} has no DeformConv; use --opset {MIN_OPSET} or higher")
+    if args.weights is None and args.preset is None:
+        raise GrapeposeError("give --weights (a checkpoint or 'demo') or --preset (an untrained network)")
+    if any(s <= 0 or s % 64 for s in args.size):
+        raise GrapeposeError(f"--size {args.size[0]} {args.size[1]}: height and width must be positive multiples of 64")
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GrapeposeError(f"{args.out.parent}: cannot create output folder ({e.strerror or e})") from None
+    if args.weights is None:
+        if args.preset not in PRESETS:
+            raise GrapeposeError(f"unknown preset {args.preset!r}; presets: {', '.join(PRESETS)}")
+        logging.getLogger("grapepose").warning(
+            "exporting an untrained %s network with random weights; its predictions are meaningless", args.preset
+        )
+        model = build_model(args.preset)
+    else:
+        model = load_model(resolve_weights(args.weights), preset=args.preset)
+    start = time.perf_counter()
+    path = export_onnx(model, args.out, opset=args.opset, example_size=tuple(args.size))
+    took = time.perf_counter() - start
+    size_mb = path.stat().st_size / 1e6
+    print(f"wrote {path} ({size_mb:.1f} MB, opset {args.opset}) in {took:.1f} s")
+    if args.check:
+        from grapepose.export.runtime import OnnxModel
+
+        x = torch.randn(1, 3, *args.size, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            ref = model.eval()(x)
+        got = OnnxModel(path)(x)
+        diff = max(float((a - b).abs().max()) for a, b in zip(got, ref) if a is not None and b is not None)
+        print(f"onnxruntime vs PyTorch on a {args.size[0]}x{args.size[1]} input: max abs difference {diff:.2e}")
+        if not diff < 1e-3:
+            path.unlink()
+            raise GrapeposeError(f"{path}: onnxruntime output differs from PyTorch by {diff:.2e}; file removed")
+    return 0

@@ -1,0 +1,152 @@
+"""Video decoding and encoding with OpenCV, and atomic image writing.
+
+Readers yield RGB frames; writers take RGB frames and encode mp4 (`mp4v`) into a temporary file
+that replaces the target only when the video is complete, so a failed run leaves no half-written
+video behind.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from types import TracebackType
+
+import cv2
+import numpy as np
+
+from grapepose.errors import DataError, GrapeposeError
+from grapepose.utils.io import atomic_path, atomic_write_bytes
+
+__all__ = ["VideoReader", "VideoWriter", "write_image"]
+
+# FFmpeg prints its own diagnostics for broken files; our error line says it once, clearly.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
+@contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's backend warnings (failed camera probes) while opening a capture."""
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(level)
+
+
+class VideoReader:
+    """Frames of a video file or webcam as `[H, W, 3]` uint8 RGB.
+
+    Args:
+        source: a video file or a webcam index.
+
+    Raises:
+        DataError: the file or camera cannot be opened (on construction) or yields no frame
+            (on iteration), naming it.
+    """
+
+    def __init__(self, source: str | os.PathLike[str] | int) -> None:
+        self.label = f"webcam {source}" if isinstance(source, int) else str(source)
+        if not isinstance(source, int) and not Path(source).is_file():
+            raise DataError(f"{self.label}: video file not found")
+        with _quiet_opencv():
+            self._cap = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+        if not self._cap.isOpened():
+            self._cap.release()
+            what = "cannot open camera (no such device?)" if isinstance(source, int) else "cannot open video"
+            raise DataError(f"{self.label}: {what}")
+        self.is_camera = isinstance(source, int)
+
+    @property
+    def fps(self) -> float:
+        """Frames per second as reported by the container (30 when unknown)."""
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        return float(fps) if math.isfinite(fps) and 0 < fps < 1000 else 30.0
+
+    @property
+    def frame_count(self) -> int | None:
+        """Number of frames if the container says (None for cameras and unknown lengths)."""
+        n = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        return int(n) if not self.is_camera and math.isfinite(n) and n > 0 else None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        count = 0
+        while True:
+            ok, frame = self._cap.read()
+            if not ok or frame is None:
+                break
+            count += 1
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        if count == 0:
+            raise DataError(f"{self.label}: no frames could be decoded (empty or corrupt video)")
+
+    def close(self) -> None:
+        self._cap.release()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class VideoWriter(AbstractContextManager["VideoWriter"]):
+    """Encode RGB frames to an mp4 file atomically.
+
+    The file appears at `path` only when the `with` block exits without an exception (or on
+    `close()`); otherwise nothing is left behind.
+
+    Args:
+        path: target file (`.mp4`).
+        fps: frames per second.
+        size: `(width, height)` of every frame.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fps: float, size: tuple[int, int]) -> None:
+        self.path = Path(path)
+        self.size = (int(size[0]), int(size[1]))
+        self._cm = atomic_path(self.path)
+        tmp = self._cm.__enter__()
+        self._writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), self.size)
+        if not self._writer.isOpened():
+            self._writer.release()
+            self._cm.__exit__(GrapeposeError, None, None)
+            raise GrapeposeError(f"{self.path}: cannot create video file (mp4v encoder unavailable?)")
+        self._open = True
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one `[H, W, 3]` uint8 RGB frame of the writer's size."""
+        if frame.shape[1::-1] != self.size:
+            raise GrapeposeError(f"{self.path}: frame of size {frame.shape[1::-1]} in a {self.size} video")
+        self._writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
+        self.frames += 1
+
+    def close(self, discard: bool = False) -> None:
+        """Finish the file (or delete it with `discard=True`)."""
+        if not self._open:
+            return
+        self._open = False
+        self._writer.release()
+        if discard:
+            self._cm.__exit__(GrapeposeError, GrapeposeError("discarded"), None)
+        else:
+            self._cm.__exit__(None, None, None)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close(discard=exc_type is not None)
+
+
+def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
+    """Encode `[H, W, 3]` uint8 RGB by the file's extension and write it atomically."""
+    p = Path(path)
+    ok, buf = cv2.imencode(p.suffix or ".jpg", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise GrapeposeError(f"{p}: cannot encode image as {p.suffix!r}")
+    atomic_write_bytes(p, buf.tobytes())
