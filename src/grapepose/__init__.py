@@ -34,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     "PoseResult": "grapepose.inference",
     "evaluate_results": "grapepose.evaluation",
     "PoseEstimator": "grapepose.api",
+    "Poses": "grapepose.api",
     "KeypointDataset": "grapepose.data",
     "TrainingDataset": "grapepose.data",
 }

@@ -1,42 +1,4 @@
-import cv2
 import pytest
-import torch
-from torch import nn
-
-from grapepose.config import load_config
-from grapepose.data.image_io import normalize_images, read_image
-from grapepose.models import build_model, save_model
-
-
-def calibrated_w18(image_path, overrides=("test.base_size=128", "test.flip=false")):
-    """A random-weight CrowdPose W18 whose BatchNorm statistics come from one real image.
-
-    Freshly initialised HRNet features are nearly constant, so the raw network finds nobody; with
-    calibrated BatchNorm its maps vary like a network in training and it "finds" people, which the
-    tests need to exercise decoding, drawing and tracking. Small test sizes keep it fast.
-    """
-    torch.manual_seed(0)
-    cfg = load_config("crowdpose_w18", list(overrides))
-    model = build_model(cfg)
-    image = cv2.resize(read_image(image_path), (128, 128))
-    x = normalize_images(torch.from_numpy(image).permute(2, 0, 1)[None]).repeat(2, 1, 1, 1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average: one batch sets the statistics
-    model.train()
-    with torch.no_grad():
-        model(x)
-    return model.eval(), cfg
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory, shared_data):
-    """`calibrated_w18` saved with save_model (config included)."""
-    model, cfg = calibrated_w18(shared_data / "demo" / "crowd_01.jpg")
-    path = tmp_path_factory.mktemp("model") / "w18.safetensors"
-    save_model(model, path, cfg)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -97,10 +97,6 @@ def _render_one(job: tuple[int, int, str, int, KeypointSpec, str, str]) -> tuple
     return image, anns
 
 
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # one process per core already; OpenCV threads would oversubscribe
-
-
 def generate_dataset(
     out_dir: str | os.PathLike[str],
     preset: str,
@@ -154,8 +150,16 @@ def generate_dataset(
         if workers == 1:
             collect(map(_render_one, jobs))
         else:
-            with multiprocessing.get_context().Pool(int(workers), initializer=_init_worker) as pool:
-                collect(pool.imap(_render_one, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers)))))
+            # One process per core already, so the workers' OpenCV runs single-threaded. Set it in the
+            # parent before forking: cv2.setNumThreads inside a forked child can deadlock.
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                with multiprocessing.get_context().Pool(int(workers)) as pool:
+                    chunk = max(1, min(16, len(jobs) // (4 * workers)))
+                    collect(pool.imap(_render_one, jobs, chunksize=chunk))
+            finally:
+                cv2.setNumThreads(threads)
     data = {
         "info": {"description": f"grapepose synthetic people, preset {preset}", "preset": preset, "seed": int(seed),
                  "size": int(size), "keypoints": keypoints if isinstance(keypoints, str) else list(spec.names)},
