@@ -97,3 +97,13 @@ def test_initialisation_from_weights_and_imagenet_backbone(crowdpose: Path, tmp_
     other = load_config("crowdpose_w18", [*tiny_overrides(crowdpose), "model.d_model=64"])
     with pytest.raises(CheckpointError, match="donor.safetensors"):
         Trainer(other, None, device="cpu", weights=tmp_path / "donor.safetensors", progress=False)
+
+
+def test_time_limit_stops_after_a_step_and_resumes(crowdpose: Path, tmp_path: Path) -> None:
+    cfg = load_config("crowdpose_w18", [*tiny_overrides(crowdpose), "train.epochs=2"])
+    first = Trainer(cfg, tmp_path, device="cpu", progress=False)
+    result = first.fit(max_seconds=1e-9)  # already past: stops after the first whole step
+    assert result.step == 1 and not result.finished
+    assert load_state(tmp_path / "last.pt")["step"] == 1
+    second = Trainer(cfg, tmp_path, device="cpu", progress=False)
+    assert second.step == 1 and second.fit().finished and second.step == 4

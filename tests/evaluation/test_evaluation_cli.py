@@ -74,3 +74,25 @@ def test_modes_set_the_test_config(mode):
     args = argparse.Namespace(mode=mode, flip=False, scales=(1.0, 2.0), base_size=256, dtype="fp32")
     cfg = _test_config(args, Cfg())
     assert (cfg.flip, cfg.scales, cfg.base_size, cfg.dtype) == (False, (1.0, 2.0), 256, "fp32")
+
+
+def test_torchrun_shards_and_gathers_like_one_process(shared_data, tiny_checkpoint, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    data, ann = shared_data / "crowdpose", shared_data / "crowdpose" / "test_crowdpose.json"  # K=14 like the model
+    args = ["evaluate", "--weights", str(tiny_checkpoint), "--data", str(data), "--ann", str(ann),
+            "--base-size", "64", "--device", "cpu", "--no-flip"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = tmp_path / "single.json"
+    subprocess.run([sys.executable, "-m", "grapepose", *args, "--out", str(single)], check=True, env=env,
+                   capture_output=True)  # fmt: skip
+    sharded = tmp_path / "sharded.json"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "grapepose", *args, "--out", str(sharded)], env=env, capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    key = lambda r: (r["image_id"], r["score"])  # noqa: E731
+    assert json.loads(single.read_text()), "the tiny model should find someone"
+    assert sorted(json.loads(sharded.read_text()), key=key) == sorted(json.loads(single.read_text()), key=key)
+    assert run.stdout.count("| Model |") == 1  # only rank 0 prints the table

@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", metavar="W", help="initialise from a trained model (safetensors or the authors' .pth)")
     p.add_argument("--max-steps", type=int, metavar="N",
                    help="stop at global step N (saving last.pt) to train in chunks; rerun to continue")
+    p.add_argument("--time-limit", type=float, metavar="MIN",
+                   help="stop after MIN minutes of training (saving last.pt), e.g. to fit a job slot; rerun to continue")
     p.add_argument("--no-resume", action="store_true", help="ignore RUN_DIR/last.pt (it is overwritten)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -75,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer(cfg, out, source=source, device=args.device, weights=args.weights,
                           init_backbone=args.init_backbone, resume=not args.no_resume,
                           progress=not args.no_progress)  # fmt: skip
-        result = trainer.fit(max_steps=args.max_steps)
+        result = trainer.fit(max_steps=args.max_steps, max_seconds=args.time_limit * 60 if args.time_limit else None)
     finally:
         cleanup_distributed()
     if env_rank() == 0:

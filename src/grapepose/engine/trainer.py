@@ -141,6 +141,7 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         self.history: collections.deque[dict[str, float]] = collections.deque(maxlen=10_000)
         self._last_saved_step = self.step if resuming else -1
+        self._deadline: float | None = None  # set by `fit(max_seconds=...)`
         if self.dist.is_main and self.run_dir is not None:
             atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         log.info(
@@ -261,12 +262,13 @@ class Trainer:
         self.step += 1
         return result
 
-    def fit(self, max_steps: int | None = None) -> FitResult:
-        """Train until `train.epochs` are done or the global step reaches `max_steps`.
+    def fit(self, max_steps: int | None = None, max_seconds: float | None = None) -> FitResult:
+        """Train until `train.epochs` are done, the global step reaches `max_steps`, or `max_seconds` pass.
 
         Stopping early writes `last.pt`, so running `fit` again (or the same command) resumes
-        exactly where it stopped.
+        exactly where it stopped (a time limit stops after a whole step; every rank stops at the same one).
         """
+        self._deadline = time.monotonic() + max_seconds if max_seconds else None
         tcfg, spe = self.config.train, self.steps_per_epoch
         total = tcfg.epochs * spe
         end = total if max_steps is None else min(total, max_steps)
@@ -312,9 +314,19 @@ class Trainer:
                     every = tcfg.checkpoint_interval
                     if every > 0 and self.step % every == 0 and self.step % spe:
                         self.save()
+                    if self._time_up():
+                        log.info("time limit reached at step %d", self.step)
+                        end = stop = self.step
             if self.step % spe == 0:  # epoch done
                 self._end_of_epoch(self.step // spe, monitor)
                 monitor.restart_clock()
+
+    def _time_up(self) -> bool:
+        """Whether `fit`'s time limit has passed (rank 0 decides, so all ranks stop together)."""
+        if self._deadline is None:
+            return False
+        up = torch.tensor([float(time.monotonic() >= self._deadline)], device=self.device)
+        return bool(broadcast_(up).item())
 
     def _final_exists(self) -> bool:
         """Whether rank 0 sees `final.safetensors` (the same answer on every rank)."""
