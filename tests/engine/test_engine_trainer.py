@@ -107,3 +107,19 @@ def test_time_limit_stops_after_a_step_and_resumes(crowdpose: Path, tmp_path: Pa
     assert load_state(tmp_path / "last.pt")["step"] == 1
     second = Trainer(cfg, tmp_path, device="cpu", progress=False)
     assert second.step == 1 and second.fit().finished and second.step == 4
+
+
+def test_ablation_without_global_context_trains_and_predicts(crowdpose: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    from grapepose.api import PoseEstimator
+
+    cfg = load_config("crowdpose_w18", [*tiny_overrides(crowdpose), "train.epochs=1", "model.global_context=false"])
+    trainer = Trainer(cfg, tmp_path, device="cpu", progress=False)
+    assert trainer.fit().finished
+    assert set(trainer.history[0]) == {"heatmap", "offset", "total"}  # no refined-offset or visibility loss
+    est = PoseEstimator.from_pretrained(tmp_path / "final.safetensors", device="cpu",
+                                        overrides=["test.base_size=64"])  # fmt: skip
+    assert est.model.config.model.global_context is False
+    people = est(np.zeros((80, 120, 3), np.uint8))
+    assert people.keypoints.shape[1:] == (14, 3) and len(people.scores) == len(people.keypoints)
