@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import resource
 import sys
-import time
 from typing import Any
 
 __all__ = ["add_arguments", "run"]
@@ -35,6 +34,7 @@ def _peak_rss_bytes() -> int:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from grapepose.bench._timing import time_calls
     from grapepose.config import load_config
     from grapepose.errors import ConfigError
     from grapepose.models import build_model
@@ -59,25 +59,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     def forward() -> None:
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             model(images)
 
     with torch.inference_mode():
-        for _ in range(max(args.warmup, 0)):
-            forward()
-        sync()
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        t0 = time.perf_counter()
-        for _ in range(args.iters):
-            forward()
-        sync()
-        elapsed = time.perf_counter() - t0
+        elapsed = time_calls(forward, args.warmup, args.iters, device)
     iters = max(args.iters, 1)
     out: dict[str, Any] = {
         "preset": cfg.name, "device": str(device), "dtype": args.dtype, "channels_last": args.channels_last,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import resource
 import sys
-import time
 from typing import Any
 
 __all__ = ["add_arguments", "run", "random_batch"]
@@ -47,6 +46,7 @@ def random_batch(batch: int, size: int, num_keypoints: int, seed: int = 0) -> di
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from grapepose.bench._timing import time_calls
     from grapepose.config import load_config
     from grapepose.engine.losses import GrapeLoss
     from grapepose.engine.optim import build_optimizer
@@ -79,20 +79,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         forward_backward(model, batch, criterion, precision, scaler, optimizer, device)
         apply_update(model, optimizer, scaler, None, cfg.train.grad_clip)
 
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for _ in range(max(args.warmup, 0)):
-        step()
-    sync()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    sync()
-    elapsed = time.perf_counter() - t0
+    elapsed = time_calls(step, args.warmup, args.steps, device)
     out: dict[str, Any] = {
         "preset": cfg.name, "backbone": cfg.model.backbone, "device": str(device), "dtype": precision.name,
         "batch": args.batch, "size": args.size, "steps": args.steps,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from grapepose.errors import GrapeposeError
 from grapepose.inference.preprocess import INPUT_MULTIPLE
 from grapepose.models import GrapeOutput
 
@@ -128,5 +129,5 @@ def random_people(
         ):
             placed.append(joints)
     if len(placed) < num:
-        raise ValueError(f"cannot place {num} people {min_gap} px apart in a {w}x{h} input")
+        raise GrapeposeError(f"cannot place {num} people {min_gap} px apart in a {w}x{h} input")
     return np.stack(placed).astype(np.float64) if placed else np.zeros((0, num_keypoints, 2))
