@@ -82,6 +82,7 @@ class DataConfig:
     flip_index: tuple[int, ...] = ()
     sigmas: tuple[float, ...] = ()
     num_workers: int = 4
+    train_negatives: bool = False  # train on images without annotations too (the reference drops them)
 
     def __post_init__(self) -> None:
         if self.input_size % 64 or self.input_size <= 0:
@@ -112,6 +113,9 @@ class TestConfig:
     min_visible_joints: int = 2
     nms_distance: float = 0.05  # fraction of the joint-box diagonal
     nms_joints: int = 7  # duplicates share more than this many close joints
+    # DESIGN §5: a group whose best member was already suppressed is suppressed whole; the reference
+    # code instead leaves such a group alone (false reproduces it).
+    nms_suppress_unkept: bool = True
     snap_peaks: int = 30
     snap_pool_kernel: int = 5
     snap_visibility_threshold: float = 0.25
@@ -119,7 +123,7 @@ class TestConfig:
     refine_score_threshold: float = 0.05
     refine_window: int = 6
     refine_sigma: float = 2.0
-    refine_iterations: int = 10
+    refine_iterations: int = 30  # Levenberg-Marquardt steps (the reference's curve_fit may take ~60)
 
     def __post_init__(self) -> None:
         if not self.scales or any(s <= 0 for s in self.scales):

@@ -86,7 +86,7 @@ def _fit(hm: np.ndarray, x: float, y: float, window: int, sigma: float) -> tuple
         if np.abs(t * step[1:]).max() < 1e-9:
             settled = True
             break
-    if not settled or p[0] <= 0 or max(abs(p[1] - cx), abs(p[2] - cy)) > window:
+    if not settled or not np.isfinite(p).all():
         return None
     return float(p[1]), float(p[2])
 

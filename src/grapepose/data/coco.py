@@ -53,7 +53,8 @@ def _int_id(value: Any, fallback: int) -> int:
 class KeypointDataset:
     """A parsed COCO-format keypoint JSON plus its image folder; a sample source for training.
 
-    Images without annotations are kept (valid negatives; counted in `num_negatives`). Non-crowd
+    Images without annotations are kept (valid negatives; counted in `num_negatives`) unless
+    `skip_negatives` (the training default, as in the reference). Non-crowd
     people with at least one labelled joint become `Sample.keypoints`; crowd regions and people
     without labelled joints become `Sample.ignore_mask` (their segmentation, else their bbox).
 
@@ -81,6 +82,7 @@ class KeypointDataset:
         sigmas: Sequence[float] = (),
         check_images: bool = True,
         min_center_area: float | None = None,
+        skip_negatives: bool = False,
     ) -> None:
         """Parse and validate `ann_path`.
 
@@ -93,6 +95,8 @@ class KeypointDataset:
             check_images: verify at construction that every image file exists.
             min_center_area: people whose annotation `area` is below this get no centre target; None
                 = the reference recipe (32² for coco/ochuman, else 0).
+            skip_negatives: drop images without annotations (the reference trains only on images
+                with at least one; COCO train2017 has ~54k without).
         """
         self.ann_path = Path(ann_path)
         self.image_root = Path(image_root)
@@ -119,6 +123,11 @@ class KeypointDataset:
         self.annotations = raw_anns
         self._by_image = self._index_annotations(raw_anns, k, where)
         self.num_negatives = sum(1 for anns in self._by_image if not anns)
+        if skip_negatives and self.num_negatives:
+            keep = [i for i, anns in enumerate(self._by_image) if anns]
+            self.images = [self.images[i] for i in keep]
+            self._by_image = [self._by_image[i] for i in keep]
+            log.info("%s: skipping %d images without annotations", where, self.num_negatives)
         if check_images:
             self._check_image_files()
         log.info(
@@ -135,6 +144,7 @@ class KeypointDataset:
         return cls(
             ann, root or Path(ann).parent, dataset=cfg.dataset,
             keypoint_names=cfg.keypoint_names, flip_index=cfg.flip_index, sigmas=cfg.sigmas, check_images=check_images,
+            skip_negatives=not val and not cfg.train_negatives,
         )  # fmt: skip
 
     # ---- parsing -------------------------------------------------------------------------------
@@ -273,7 +283,7 @@ class KeypointDataset:
         Raises:
             DataError: the image file is missing or cannot be decoded (names the file).
         """
-        image = read_image(self.image_path(i))
+        image = read_image(self.image_path(i), apply_exif=False)  # annotated on the stored pixels
         height, width = image.shape[:2]
         k = self.spec.num_keypoints
         people, ignored, has_center = [], [], []

@@ -18,10 +18,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image file as `[H, W, 3]` uint8 RGB with its EXIF orientation applied.
+def read_image(path: str | os.PathLike[str], apply_exif: bool = True) -> np.ndarray:
+    """Read an image file as `[H, W, 3]` uint8 RGB, with its EXIF orientation applied unless told not to.
 
-    Grayscale, RGBA (alpha dropped) and 16-bit files become 8-bit RGB.
+    Grayscale, RGBA (alpha dropped) and 16-bit files become 8-bit RGB. Keypoint datasets (COCO,
+    CrowdPose, OCHuman) were annotated on the stored pixels, so their readers pass `apply_exif=False`
+    (as the reference does with `IMREAD_IGNORE_ORIENTATION`); photos from users want it applied.
 
     Raises:
         DataError: the file is missing or cannot be decoded, naming the file.
@@ -33,7 +35,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         buf = np.fromfile(p, dtype=np.uint8)  # imdecode handles non-ASCII paths that imread does not
     except OSError as e:
         raise DataError(f"{p}: cannot read image ({e.strerror or e})") from None
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None  # applies EXIF orientation
+    flags = cv2.IMREAD_COLOR if apply_exif else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    img = cv2.imdecode(buf, flags) if buf.size else None
     if img is None:
         raise DataError(f"{p}: cannot decode image (corrupt or unsupported format)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

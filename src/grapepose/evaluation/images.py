@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
+from grapepose.data.image_io import read_image
 from grapepose.errors import DataError
 
 __all__ = ["AnnotatedImage", "annotated_images", "read_image_as_stored"]
@@ -43,10 +43,4 @@ def read_image_as_stored(path: Path) -> np.ndarray:
     Keypoint benchmarks (COCO, CrowdPose, OCHuman) were annotated on the stored pixels, and the
     reference evaluation reads them with `IMREAD_IGNORE_ORIENTATION` too.
     """
-    if not path.is_file():
-        raise DataError(f"{path}: image file not found")
-    buf = np.fromfile(path, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if buf.size else None
-    if img is None:
-        raise DataError(f"{path}: cannot decode image (corrupt or unsupported format)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return read_image(path, apply_exif=False)

@@ -162,7 +162,7 @@ def decode_maps(
         use_vis = (cscore >= cfg.rescore_center_threshold) & (count > cfg.min_visible_joints)
         joint_score = torch.where(use_vis[..., None], mean_vis[..., None].expand_as(joint_score), joint_score)
 
-    kept = pose_nms(coords_t, valid_t, heat_score, cfg.nms_distance, cfg.nms_joints)
+    kept = pose_nms(coords_t, valid_t, heat_score, cfg.nms_distance, cfg.nms_joints, cfg.nms_suppress_unkept)
     counts = kept.sum(1).clamp(max=cfg.max_people).tolist()  # the one host sync of the batch
     n = max(counts, default=0)
     by_heat = heat_score.nan_to_num(-torch.inf).argsort(dim=1, descending=True, stable=True)

@@ -4,7 +4,9 @@ At scale 1 the short side becomes `base_size` (rounded up to a multiple of 64) a
 keeps the aspect ratio, rounded up to a multiple of 64. The image centre `(int(w/2+0.5),
 int(h/2+0.5))` maps to the input centre. The input at scale `s` is exactly `s` times the scale-1
 input (`x_s = s * x_1`), of size `int(W1*s) x int(H1*s)`; where that is not a multiple of
-`INPUT_MULTIPLE` the canvas is padded on the right/bottom (the reference sizes 0.5, 1 and 2 never are).
+`INPUT_MULTIPLE` the canvas is padded on the right/bottom. Scales 1 and 2 never need it; scale 0.5
+does whenever a scale-1 side is an odd multiple of 64 (the reference feeds those at a multiple of 32,
+so `reference` mode is not bit-exact there: the transformer's attention also sees the padding).
 Decoded poses live in scale-1 input pixels; `ImageTransform.to_original` maps them back.
 """
 

@@ -77,15 +77,14 @@ def fit_gaussians(
     select: torch.Tensor,
     window: int = 6,
     sigma: float = 2.0,
-    iterations: int = 10,
+    iterations: int = 30,
 ) -> torch.Tensor:
     """Sub-pixel joints by fitting a 2D Gaussian around each selected joint.
 
     The window is `[-window, window]` px around the joint's rounded position (`int(x + 0.5)`,
     clipped to the map), cut at the map border; the fit starts from amplitude = heatmap value
-    there, centre = that pixel, `sigma`. A fit is used only if it converged (last step below
-    1e-3 px), is finite, has a positive amplitude and its centre lies inside the window; otherwise
-    the joint stays where it was.
+    there, centre = that pixel, `sigma`. As in the reference, a fit is used whenever it converged
+    (last step below 1e-3 px) and is finite, wherever its centre landed; otherwise the joint stays.
 
     Args:
         heatmaps: `[B, K, H, W]` averaged keypoint heatmaps.
@@ -150,12 +149,9 @@ def fit_gaussians(
         lam = torch.where(better, lam / 10.0, lam * 10.0).clamp(1e-9, 1e9)
 
     fitted = params[:, 1:3]
-    ok = (
-        converged
-        & torch.isfinite(params).all(-1)
-        & (params[:, 0] > 0)
-        & ((fitted - center.float()).abs().amax(-1) <= window)
-    )
+    # As the reference's curve_fit: any converged fit is taken, even one whose centre left the window
+    # (it pulls a joint several pixels away onto the nearby peak); only a failed fit leaves the joint.
+    ok = converged & torch.isfinite(params).all(-1)
     out = all_pos.clone()
     out[chosen] = torch.where(ok[:, None], fitted, pos)
     return out.view(b, n, k, 2).to(coords.dtype)
