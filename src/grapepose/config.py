@@ -140,12 +140,13 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-3
     transformer_lr: float = 0.0  # > 0: a second Adam group for the transformer-side modules
+    lr_split: str = "global_context"  # which modules get transformer_lr: global_context | backbone (= all but it)
     weight_decay: float = 0.0
     schedule: str = "step"  # step | cosine
     lr_steps: tuple[int, ...] = (90, 120)
     lr_factor: float = 0.1
     warmup_steps: int = 500
-    grad_clip: float = 0.0  # 0: off
+    grad_clip: float = 0.1  # max total gradient norm, as the reference (0: off)
     amp: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
     sync_bn: bool = False
     seed: int = 0
@@ -163,6 +164,8 @@ class TrainConfig:
     checkpoint_interval: int = 0  # steps between extra mid-epoch saves of last.pt; 0: end of each epoch only
 
     def __post_init__(self) -> None:
+        if self.lr_split not in ("global_context", "backbone"):
+            raise ConfigError(f"train.lr_split: {self.lr_split!r} is not one of global_context, backbone")
         if self.schedule not in ("step", "cosine"):
             raise ConfigError(f"train.schedule: {self.schedule!r} is not one of step, cosine")
         if self.amp not in ("auto", "fp32", "bf16", "fp16"):

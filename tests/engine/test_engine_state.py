@@ -125,3 +125,15 @@ def test_stream_resumes_exactly_and_splits_ranks() -> None:
     assert not set(sum(r0, [])) & set(sum(r1, []))
     with pytest.raises(ConfigError, match="batch_size"):
         BatchStream(Numbers(), 6, world_size=2)
+
+
+def test_backbone_split_puts_everything_but_the_backbone_at_the_fast_rate() -> None:
+    class WithBackbone(TwoPart):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = nn.Linear(2, 2)
+
+    model = WithBackbone()
+    slow, fast = build_optimizer(model, TrainConfig(lr=3e-5, transformer_lr=3e-4, lr_split="backbone")).param_groups
+    assert [id(p) for p in slow["params"]] == [id(p) for p in model.backbone.parameters()]
+    assert len(fast["params"]) == 4 and fast["lr"] == 3e-4

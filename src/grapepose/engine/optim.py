@@ -24,7 +24,12 @@ __all__ = ["build_optimizer", "build_scheduler", "lr_multiplier"]
 log = logging.getLogger(__name__)
 
 
-def _global_context_parameters(model: nn.Module) -> list[nn.Parameter]:
+def _fast_parameters(model: nn.Module, split: str) -> list[nn.Parameter]:
+    """The parameters trained at `transformer_lr`: the transformer branch, or all but the backbone."""
+    if split == "backbone":  # the reference's train.py: only the backbone stays at the base rate
+        backbone = getattr(model, "backbone", None)
+        slow = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+        return [p for p in model.parameters() if id(p) not in slow]
     getter = getattr(model, "global_context_parameters", None)
     if getter is None:
         return []
@@ -34,13 +39,15 @@ def _global_context_parameters(model: nn.Module) -> list[nn.Parameter]:
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Adam:
     """Adam over `model`'s trainable parameters.
 
-    Group 0 holds every parameter at `cfg.lr`; with `cfg.transformer_lr > 0` group 1 holds
-    `model.global_context_parameters()` at that rate and group 0 the rest.
+    Group 0 holds every parameter at `cfg.lr`; with `cfg.transformer_lr > 0` group 1 holds, at that
+    rate, `model.global_context_parameters()` (`cfg.lr_split="global_context"`, DESIGN §4) or every
+    parameter outside `model.backbone` (`"backbone"`, what the reference's train.py does), and group 0
+    the rest.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     groups: list[dict] = []
     if cfg.transformer_lr > 0:
-        side = {id(p) for p in _global_context_parameters(model) if p.requires_grad}
+        side = {id(p) for p in _fast_parameters(model, cfg.lr_split) if p.requires_grad}
         if not side:
             log.warning("train.transformer_lr is set but the model has no global-context parameters; one group")
         rest = [p for p in params if id(p) not in side]
