@@ -114,8 +114,11 @@ def test_onnxruntime_predictions_equal_pytorch(tiny_checkpoint, exported, shared
     from grapepose.io import VideoReader
 
     path, _ = exported
-    torch_est = PoseEstimator.from_pretrained(tiny_checkpoint, device="cpu")
-    ort_est = PoseEstimator.from_pretrained(path, device="cpu")  # .onnx -> onnxruntime
+    # Without the Gaussian fit: on an untrained network's noisy maps a converged fit may land far
+    # away, so 1e-4 differences in the maps would move joints; the fit is the same code either way.
+    no_fit = ["test.refine=false"]
+    torch_est = PoseEstimator.from_pretrained(tiny_checkpoint, device="cpu", overrides=no_fit)
+    ort_est = PoseEstimator.from_pretrained(path, device="cpu", overrides=no_fit)  # .onnx -> onnxruntime
     assert ort_est.config.test == replace(torch_est.config.test, dtype="fp32")  # ORT runs the fp32 graph
     with VideoReader(shared_data / "demo" / "video.mp4") as reader:
         frame = next(iter(reader))
@@ -127,7 +130,7 @@ def test_onnxruntime_predictions_equal_pytorch(tiny_checkpoint, exported, shared
     out = tmp_path / "out"
     image_path = shared_data / "demo" / "crowd_03.jpg"
     args = ["predict", str(image_path), "--weights", str(path), "--backend", "onnxruntime", "--out", str(out),
-            "--score-thr", "0", "--no-draw", "--device", "cpu"]  # fmt: skip
+            "--score-thr", "0", "--no-draw", "--device", "cpu", "--set", "test.refine=false"]  # fmt: skip
     assert main(args) == 0, capsys.readouterr().err
     got = json.loads((out / "results.json").read_text())
     want = torch_est(image_path).to_coco(0, file_name="crowd_03.jpg")
@@ -141,9 +144,9 @@ def _assert_same_people(a, b) -> None:
     """Same people, with a tolerance for decoding's discontinuities.
 
     Outputs differ by ~1e-4 relative (float32 summation order). Decoding is continuous almost
-    everywhere, but reads maps at floor(coordinates), snaps joints to the nearest of 30 heatmap
-    peaks and fits Gaussians that may fail to converge; in an untrained network many peaks are
-    near-ties, so a few joints (~1%) jump. Trained networks have clear peaks.
+    everywhere, but reads maps at floor(coordinates) and snaps joints to the nearest of 30 heatmap
+    peaks; in an untrained network many peaks are near-ties, so a few joints (~1%) jump. Trained
+    networks have clear peaks.
     """
     assert len(a) == len(b) > 0
     close = np.abs(a.keypoints - b.keypoints)[..., :2].max(-1) < 0.05
