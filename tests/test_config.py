@@ -57,3 +57,8 @@ def test_yaml_file_with_preset(tmp_path):
 def test_default_is_crowdpose_w32():
     assert load_config().name == "crowdpose_w32"
     assert isinstance(Config(), Config)
+
+
+def test_small_presets_use_the_small_backbone():
+    for ds in ("coco", "crowdpose", "ochuman"):
+        assert PRESETS[f"{ds}_w18s"].model.backbone == "hrnet_w18_small_v2"

@@ -29,14 +29,14 @@ __all__ = [
     "PRESETS", "TEST_MODES", "load_config", "config_from_dict", "config_to_dict", "apply_overrides", "preset_config",
 ]  # fmt: skip
 
-BACKBONE_WIDTHS = {"hrnet_w18": 18, "hrnet_w32": 32, "hrnet_w48": 48}
+BACKBONE_WIDTHS = {"hrnet_w18": 18, "hrnet_w32": 32, "hrnet_w48": 48, "hrnet_w18_small_v2": 18}
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The GRAPE network (DESIGN §2)."""
 
-    backbone: str = "hrnet_w32"  # hrnet_w18 | hrnet_w32 | hrnet_w48
+    backbone: str = "hrnet_w32"  # hrnet_w18 | hrnet_w32 | hrnet_w48 | hrnet_w18_small_v2 (small, not the reference)
     num_keypoints: int = 14
     head_channels: int = 32  # `bottleneck` output F
     d_model: int = 128
@@ -183,17 +183,22 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def _preset(dataset: str, width: int) -> Config:
+_PRESET_BACKBONES = {"w18": "hrnet_w18", "w32": "hrnet_w32", "w48": "hrnet_w48", "w18s": "hrnet_w18_small_v2"}
+
+
+def _preset(dataset: str, size: str) -> Config:
     k = 14 if dataset == "crowdpose" else 17
     return Config(
-        name=f"{dataset}_w{width}",
-        model=ModelConfig(backbone=f"hrnet_w{width}", num_keypoints=k),
+        name=f"{dataset}_{size}",
+        model=ModelConfig(backbone=_PRESET_BACKBONES[size], num_keypoints=k),
         data=DataConfig(dataset=dataset),
     )
 
 
+# {coco,crowdpose,ochuman}_{w18,w32,w48} are the reference networks; *_w18s is a small model
+# (HRNet-W18-small-v2 backbone) for CPUs and for shipping in the package.
 PRESETS: dict[str, Config] = {
-    f"{ds}_w{w}": _preset(ds, w) for ds in ("coco", "crowdpose", "ochuman") for w in (18, 32, 48)
+    f"{ds}_{size}": _preset(ds, size) for ds in ("coco", "crowdpose", "ochuman") for size in _PRESET_BACKBONES
 }
 
 # Named test modes: `reference` is what the authors' evaluation script really does.

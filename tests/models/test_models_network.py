@@ -122,7 +122,7 @@ def test_adaptive_block_matches_dekr_formulation():
 
 
 def test_backbone_rejects_unknown_width():
-    with pytest.raises(ValueError, match="width"):
+    with pytest.raises(ValueError, match="HRNet backbone must be one of .*got 40"):
         HRNetBackbone(40)
 
 
@@ -162,3 +162,21 @@ def test_every_parameter_gets_a_gradient():
     out = model(torch.randn(2, 3, 64, 64))
     sum(t.float().square().mean() for t in out if t is not None).backward()
     assert [n for n, p in model.named_parameters() if p.grad is None] == []
+
+
+def test_small_preset_fits_a_16_mib_fp16_release(tmp_path):
+    from grapepose.models import load_model, save_model
+
+    torch.manual_seed(0)
+    model = build_model("coco_w18s").eval()
+    assert model.backbone.variant == "hrnet_w18_small_v2" and model.backbone.out_channels == 270
+    assert sum(p.numel() for p in model.parameters()) * 2 < 16 * 2**20
+    path = tmp_path / "small.safetensors"
+    save_model(model, path, half=True)
+    assert path.stat().st_size < 16 * 2**20
+    loaded = load_model(path)
+    assert loaded.config.model.backbone == "hrnet_w18_small_v2"
+    x = torch.randn(1, 3, 128, 192)
+    with torch.no_grad():
+        out = loaded(x)
+    assert out.heatmaps.shape == (1, 18, 32, 48) and out.visibility.shape == (1, 17, 32, 48)

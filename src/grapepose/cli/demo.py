@@ -49,11 +49,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(
             "NOTE: no trained demo model is bundled yet (training one needs a GPU; see docs/BENCHMARKS.md).\n"
-            "      This demo runs an UNTRAINED coco_w18 network with random weights: the pipeline is real,\n"
+            "      This demo runs an UNTRAINED coco_w18s network with random weights: the pipeline is real,\n"
             "      the poses and the AP below are meaningless.",
             flush=True,
         )
-        estimator = PoseEstimator.from_pretrained("coco_w18", device=args.device, overrides=["test.base_size=384"])
+        estimator = PoseEstimator.from_pretrained("coco_w18s", device=args.device, overrides=["test.base_size=384"])
 
     def report(message: str) -> None:
         print(f"grapepose demo: error: {message}", file=sys.stderr)

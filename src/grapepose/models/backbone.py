@@ -11,27 +11,36 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["HRNET_WIDTHS", "HRNetBackbone"]
+__all__ = ["HRNET_VARIANTS", "HRNET_WIDTHS", "HRNetBackbone"]
 
 HRNET_WIDTHS = (18, 32, 48)
+# timm model name -> branch width. `hrnet_w18_small_v2` (fewer blocks, 3.9M parameters against
+# W18's 9.6M) is the CPU-friendly / shippable small model; it is not part of the reference.
+HRNET_VARIANTS = {"hrnet_w18": 18, "hrnet_w32": 32, "hrnet_w48": 48, "hrnet_w18_small_v2": 18}
 
 
 class HRNetBackbone(nn.Module):
-    """HRNet-W{width}: the four branch outputs, the lower three bilinearly upsampled and concatenated.
+    """HRNet: the four branch outputs, the lower three bilinearly upsampled and concatenated.
+
+    Args:
+        variant: a name in `HRNET_VARIANTS` (`"hrnet_w32"`, ...) or a width (18, 32, 48).
+        bn_momentum: momentum of every BatchNorm.
 
     Output channels: 15 * width (270 for W18, 480 for W32, 720 for W48).
     """
 
-    def __init__(self, width: int = 32, bn_momentum: float = 0.1) -> None:
+    def __init__(self, variant: str | int = "hrnet_w32", bn_momentum: float = 0.1) -> None:
         super().__init__()
-        if width not in HRNET_WIDTHS:
-            raise ValueError(f"HRNet width must be one of {HRNET_WIDTHS}, got {width}")
-        self.width = width
+        name = f"hrnet_w{variant}" if isinstance(variant, int) else variant
+        if name not in HRNET_VARIANTS:
+            raise ValueError(f"HRNet backbone must be one of {sorted(HRNET_VARIANTS)}, got {variant!r}")
+        self.variant = name
+        self.width = HRNET_VARIANTS[name]
         # pretrained=False: timm must never download; weights come from our checkpoints.
         # feature_location='' keeps HRNet's own branch outputs (no classification 'incre' modules);
         # out_indices 1..4 are the four branches (index 0 would be the stride-2 stem).
         self.hrnet = timm.create_model(
-            f"hrnet_w{width}", pretrained=False, features_only=True, feature_location="", out_indices=(1, 2, 3, 4)
+            name, pretrained=False, features_only=True, feature_location="", out_indices=(1, 2, 3, 4)
         )
         self.branch_channels: tuple[int, ...] = tuple(self.hrnet.feature_info.channels())
         self.out_channels = sum(self.branch_channels)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from grapepose.config import BACKBONE_WIDTHS, Config, ModelConfig, load_config
+from grapepose.config import Config, ModelConfig, load_config
 from grapepose.models.grape import GrapeNet
 
 __all__ = ["build_model", "model_config_of"]
@@ -31,7 +31,7 @@ def build_model(spec: str | os.PathLike[str] | Config | ModelConfig | None = "cr
     m = cfg.model
     model = GrapeNet(
         num_keypoints=m.num_keypoints,
-        backbone_width=BACKBONE_WIDTHS[m.backbone],
+        backbone=m.backbone,
         head_channels=m.head_channels,
         d_model=m.d_model,
         nhead=m.nhead,
@@ -50,10 +50,7 @@ def model_config_of(model: GrapeNet) -> Config:
     """The `Config` describing `model`: `model.config` when it matches the network, else a preset
     (CrowdPose for K=14, COCO otherwise) with the model section taken from the network itself."""
     h = model.hparams
-    model_cfg = ModelConfig(
-        backbone=f"hrnet_w{h['backbone_width']}",
-        **{f.name: h[f.name] for f in dataclasses.fields(ModelConfig) if f.name in h},
-    )
+    model_cfg = ModelConfig(**{f.name: h[f.name] for f in dataclasses.fields(ModelConfig) if f.name in h})
     cfg = getattr(model, "config", None)
     if isinstance(cfg, Config) and cfg.model == model_cfg:
         return cfg

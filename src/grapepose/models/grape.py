@@ -46,7 +46,7 @@ class GrapeNet(nn.Module):
 
     Args:
         num_keypoints: K, keypoint types (14 CrowdPose, 17 COCO).
-        backbone_width: HRNet width (18, 32 or 48).
+        backbone: HRNet variant (`hrnet_w18`, `hrnet_w32`, `hrnet_w48`, `hrnet_w18_small_v2`).
         head_channels: channels of the shared feature F feeding the heatmap and offset heads.
         d_model: transformer width.
         nhead: attention heads.
@@ -63,7 +63,7 @@ class GrapeNet(nn.Module):
     def __init__(
         self,
         num_keypoints: int = 14,
-        backbone_width: int = 32,
+        backbone: str = "hrnet_w32",
         head_channels: int = 32,
         d_model: int = 128,
         nhead: int = 4,
@@ -76,8 +76,8 @@ class GrapeNet(nn.Module):
     ) -> None:
         super().__init__()
         # Constructor arguments, so a model without `.config` can still describe itself.
-        self.hparams: dict[str, int | float | bool] = {
-            "num_keypoints": num_keypoints, "backbone_width": backbone_width, "head_channels": head_channels,
+        self.hparams: dict[str, str | int | float | bool] = {
+            "num_keypoints": num_keypoints, "backbone": backbone, "head_channels": head_channels,
             "d_model": d_model, "nhead": nhead, "num_encoder_layers": num_encoder_layers,
             "num_decoder_layers": num_decoder_layers, "dim_feedforward": dim_feedforward, "dropout": dropout,
             "bn_momentum": bn_momentum, "global_context": global_context,
@@ -85,7 +85,7 @@ class GrapeNet(nn.Module):
         k, c, m = num_keypoints, head_channels, bn_momentum
         self.num_keypoints = k
         self.global_context = global_context
-        self.backbone = HRNetBackbone(backbone_width, m)
+        self.backbone = HRNetBackbone(backbone, m)
         self.neck = ConvBNReLU(self.backbone.out_channels, c, 1, bn_momentum=m)
         self.heatmap_head = Head(BasicBlock(c, m), c, k + 1)
         self.offset_head = Head(BasicBlock(c, m), c, 2 * k)
