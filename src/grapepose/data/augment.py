@@ -55,17 +55,20 @@ def flip_joints(keypoints: np.ndarray, flip_index: tuple[int, ...] | np.ndarray)
     return out
 
 
+_DEFAULTS = DataConfig()  # the reference recipe lives in one place: DataConfig's defaults
+
+
 @dataclass(frozen=True)
 class Augmentation:
-    """Affine augmentation parameters (defaults: the reference recipe)."""
+    """Affine augmentation parameters (defaults: `DataConfig`'s, the reference recipe)."""
 
-    input_size: int = 512
-    output_size: int = 128
-    max_rotation: float = 30.0
-    min_scale: float = 0.75
-    max_scale: float = 1.5
-    max_translate: float = 40.0
-    flip_prob: float = 0.5
+    input_size: int = _DEFAULTS.input_size
+    output_size: int = _DEFAULTS.output_size
+    max_rotation: float = _DEFAULTS.max_rotation
+    min_scale: float = _DEFAULTS.min_scale
+    max_scale: float = _DEFAULTS.max_scale
+    max_translate: float = _DEFAULTS.max_translate
+    flip_prob: float = _DEFAULTS.flip_prob
     train: bool = True
 
     @classmethod
