@@ -8,7 +8,7 @@ from torch import nn
 
 from grapepose.config import Config, ModelConfig
 from grapepose.data.image_io import IMAGENET_MEAN, IMAGENET_STD
-from grapepose.inference.planted import plant_outputs
+from grapepose.testing.planted import plant_outputs
 from grapepose.keypoints import KeypointSpec
 
 # An upright CrowdPose person facing the camera (their left = image right) in a 640x425 image.

@@ -11,7 +11,7 @@ from grapepose.config import TestConfig as Cfg
 from grapepose.inference import PoseMaps, decode, merge_flip, to_pose_maps, upsample_maps
 from grapepose.inference.centers import max_filter
 from grapepose.inference.maps import sample_upsampled
-from grapepose.inference.planted import plant_outputs, random_people
+from grapepose.testing.planted import plant_outputs, random_people
 from grapepose.keypoints import COCO_KEYPOINTS, CROWDPOSE_KEYPOINTS
 
 SPEC = CROWDPOSE_KEYPOINTS

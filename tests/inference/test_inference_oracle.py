@@ -11,7 +11,7 @@ import torch
 from grapepose.config import TestConfig as Cfg
 from grapepose.inference import decode, merge_flip, to_pose_maps
 from grapepose.inference.nms import pose_nms
-from grapepose.inference.planted import plant_outputs, random_people
+from grapepose.testing.planted import plant_outputs, random_people
 from grapepose.keypoints import CROWDPOSE_KEYPOINTS
 
 SPEC = CROWDPOSE_KEYPOINTS

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from grapepose.config import TestConfig
     from grapepose.inference import decode
-    from grapepose.inference.planted import plant_outputs, random_people
+    from grapepose.testing.planted import plant_outputs, random_people
     from grapepose.keypoints import keypoint_spec
 
     dev = torch.device(args.device)

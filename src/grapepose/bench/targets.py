@@ -38,7 +38,7 @@ def _median_ms(fn: Any, scenes: list[np.ndarray]) -> float:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from grapepose.data._reference_targets import reference_targets
+    from grapepose.testing.reference_targets import reference_targets
     from grapepose.data.targets import build_targets
 
     rng = np.random.default_rng(args.seed)
