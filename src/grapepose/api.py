@@ -173,8 +173,9 @@ class PoseEstimator:
         """Run an exported ONNX file with onnxruntime (same resizing, flip test and decoding as torch)."""
         from grapepose.export.runtime import OnnxModel
 
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        from grapepose.utils.device import resolve_device
+
+        device = resolve_device(device)
         model = OnnxModel(path, device)
         if model.config is None:
             raise CheckpointError(f"{path}: the ONNX file carries no grapepose config; export it with grapepose export")

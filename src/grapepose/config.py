@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from grapepose.backbones import BACKBONES
 from grapepose.errors import ConfigError
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
     "PRESETS", "TEST_MODES", "load_config", "config_from_dict", "config_to_dict", "apply_overrides", "preset_config",
 ]  # fmt: skip
 
-BACKBONE_WIDTHS = {"hrnet_w18": 18, "hrnet_w32": 32, "hrnet_w48": 48, "hrnet_w18_small_v2": 18}
+BACKBONE_WIDTHS = {name: b.width for name, b in BACKBONES.items()}  # kept for old imports; see grapepose.backbones
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-_PRESET_BACKBONES = {"w18": "hrnet_w18", "w32": "hrnet_w32", "w48": "hrnet_w48", "w18s": "hrnet_w18_small_v2"}
+_PRESET_BACKBONES = {b.suffix: b.name for b in BACKBONES.values()}
 
 
 def _preset(dataset: str, size: str) -> Config:

@@ -167,7 +167,7 @@ def test_wrong_keypoint_count_is_one_clear_error(model, tmp_path):
     with pytest.raises(CheckpointError) as e:
         load_model(path, preset="coco_w18")
     assert str(e.value) == f"{path}: the file has 14 keypoints but preset coco_w18 expects 17 (use a CrowdPose preset)"
-    with pytest.raises(CheckpointError, match="HRNet-W18 backbone but preset crowdpose_w32 uses hrnet_w32"):
+    with pytest.raises(CheckpointError, match="hrnet_w18 backbone but preset crowdpose_w32 uses hrnet_w32"):
         load_model(path, preset="crowdpose_w32")
 
 

@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.preset, args.overrides)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: CUDA is not available on this machine")
+    from grapepose.utils.device import resolve_device
+
+    device = resolve_device(args.device)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     if dtype is torch.float16 and device.type == "cpu":
         raise ConfigError("--dtype fp16 needs CUDA; use fp32 or bf16 on CPU")

@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.preset, [f"data.input_size={args.size}", f"data.output_size={args.size // 4}",
                                     f"train.amp={args.dtype}", *args.overrides])  # fmt: skip
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: CUDA is not available on this machine")
+    from grapepose.utils.device import resolve_device
+
+    device = resolve_device(args.device)
     torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True
     model = build_model(cfg).to(device)

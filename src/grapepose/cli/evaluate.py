@@ -151,13 +151,10 @@ def _setup_distributed(device: str | None) -> tuple[int, int, Any]:
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    name = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    from grapepose.utils.device import resolve_device
+
+    dev = resolve_device(device, local if world > 1 else None)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda: CUDA is not available on this machine")
-        if dev.index is None and world > 1:
-            dev = torch.device("cuda", local % torch.cuda.device_count())
         torch.cuda.set_device(dev)
     if world <= 1:
         return 0, 1, dev

@@ -52,9 +52,9 @@ def _estimator(args: argparse.Namespace, overrides: list[str]):  # noqa: ANN202 
 
     from grapepose.api import PoseEstimator
 
-    if args.device and args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise GrapeposeError(f"--device {args.device}: CUDA is not available on this machine")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from grapepose.utils.device import resolve_device
+
+    device = str(resolve_device(args.device))
     batch_size = args.batch_size or (16 if device.startswith("cuda") else 2)
     if batch_size < 1:
         raise GrapeposeError(f"--batch-size must be >= 1, got {batch_size}")

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from grapepose.errors import ConfigError
+from grapepose.utils.device import resolve_device
 
 __all__ = ["DistInfo", "env_rank", "setup_distributed", "cleanup_distributed", "barrier", "all_reduce_mean",
            "broadcast_"]  # fmt: skip
@@ -46,13 +47,8 @@ def env_rank() -> int:
 
 
 def _resolve_device(device: str | torch.device | None, local_rank: int) -> torch.device:
-    name = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    dev = resolve_device(device, local_rank)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda: CUDA is not available on this machine")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(dev)
     return dev
 

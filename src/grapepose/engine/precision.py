@@ -7,11 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from grapepose.errors import ConfigError
+from grapepose.utils.device import DTYPES as _DTYPES
+from grapepose.utils.device import resolve_dtype_name
 
 __all__ = ["Precision", "resolve_precision"]
-
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -42,11 +41,4 @@ class Precision:
 
 def resolve_precision(amp: str, device: torch.device) -> Precision:
     """`train.amp` for `device`: auto is bf16 on CUDA when supported (else fp16) and fp32 elsewhere."""
-    if amp not in ("auto", *_DTYPES):
-        raise ConfigError(f"train.amp: {amp!r} is not one of auto, fp32, bf16, fp16")
-    if amp == "auto":
-        if device.type == "cuda":
-            amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            amp = "fp32"
-    return Precision(amp, device.type)
+    return Precision(resolve_dtype_name(amp, device, "train.amp"), device.type)

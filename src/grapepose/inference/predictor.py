@@ -23,27 +23,13 @@ from grapepose.inference.maps import merge_flip, to_pose_maps
 from grapepose.inference.preprocess import ImageTransform, flip_shift, image_transform, warp_image
 from grapepose.inference.result import PoseResult
 from grapepose.keypoints import KeypointSpec, flip_index_from_names, keypoint_spec
+from grapepose.utils.device import resolve_device, resolve_dtype  # resolve_dtype re-exported for old imports
 
 __all__ = ["Predictor", "ImageInput", "resolve_dtype", "model_keypoint_spec"]
 
 log = logging.getLogger(__name__)
 
 ImageInput = Union[str, os.PathLike, np.ndarray, torch.Tensor]
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """Autocast dtype: `auto` (None) is bf16 on CUDA (fp16 where bf16 is unsupported) and fp32 on CPU."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    name = dtype or "auto"
-    if name == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    if name not in _DTYPES:
-        raise ConfigError(f"test.dtype: {name!r} is not one of auto, fp32, bf16, fp16")
-    return _DTYPES[name]
 
 
 def model_keypoint_spec(model: nn.Module) -> KeypointSpec:
@@ -104,11 +90,7 @@ class Predictor:
         batch_size: int = 1,
     ) -> None:
         self.cfg = _test_config(config, model)
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu"
-        )
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device cuda: CUDA is not available on this machine")
+        self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype if dtype is not None else self.cfg.dtype, self.device)
         self.model = model.to(self.device).eval()
         # channels_last lets cuDNN use its tensor-core convolution kernels (DESIGN §7 speed facts).

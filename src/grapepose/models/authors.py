@@ -14,6 +14,8 @@ from typing import Any
 
 from torch import Tensor
 
+from grapepose.backbones import identify_backbone, stage1_blocks_of
+
 __all__ = ["REFERENCE_PREFIXES", "from_reference_names", "infer_architecture", "is_reference_state_dict",
            "unwrap_state_dict"]  # fmt: skip
 
@@ -103,10 +105,17 @@ def from_reference_names(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return out
 
 
-def infer_architecture(sd: Mapping[str, Tensor]) -> tuple[int, int, bool] | None:
-    """(num_keypoints, HRNet width, global_context) from a `GrapeNet`-named state dict, or None."""
+def infer_architecture(sd: Mapping[str, Tensor]) -> tuple[int, str, bool] | None:
+    """(num_keypoints, backbone name, global_context) from a `GrapeNet`-named state dict, or None.
+
+    The backbone is told from its width (`transition1`) and its `layer1` block count, so
+    HRNet-W18-small-v2 (2 blocks) is not mistaken for HRNet-W18 (4 blocks).
+    """
     heat = sd.get("heatmap_head.out.weight")
     stem = sd.get("backbone.hrnet.transition1.0.0.weight")  # [width, 256, 3, 3]
     if heat is None or stem is None or heat.dim() != 4 or stem.dim() != 4:
         return None
-    return int(heat.shape[0]) - 1, int(stem.shape[0]), "visibility_head.out.weight" in sd
+    backbone = identify_backbone(int(stem.shape[0]), stage1_blocks_of(sd))
+    if backbone is None:
+        return None
+    return int(heat.shape[0]) - 1, backbone.name, "visibility_head.out.weight" in sd

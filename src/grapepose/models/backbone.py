@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from grapepose.backbones import BACKBONES
+
 __all__ = ["HRNET_VARIANTS", "HRNET_WIDTHS", "HRNetBackbone"]
 
-HRNET_WIDTHS = (18, 32, 48)
-# timm model name -> branch width. `hrnet_w18_small_v2` (fewer blocks, 3.9M parameters against
-# W18's 9.6M) is the CPU-friendly / shippable small model; it is not part of the reference.
-HRNET_VARIANTS = {"hrnet_w18": 18, "hrnet_w32": 32, "hrnet_w48": 48, "hrnet_w18_small_v2": 18}
+# Views of the one table in grapepose.backbones (kept for existing imports).
+HRNET_WIDTHS = tuple(sorted({b.width for b in BACKBONES.values() if b.reference}))
+HRNET_VARIANTS = {name: b.width for name, b in BACKBONES.items()}
 
 
 class HRNetBackbone(nn.Module):
@@ -32,15 +33,15 @@ class HRNetBackbone(nn.Module):
     def __init__(self, variant: str | int = "hrnet_w32", bn_momentum: float = 0.1) -> None:
         super().__init__()
         name = f"hrnet_w{variant}" if isinstance(variant, int) else variant
-        if name not in HRNET_VARIANTS:
-            raise ValueError(f"HRNet backbone must be one of {sorted(HRNET_VARIANTS)}, got {variant!r}")
+        if name not in BACKBONES:
+            raise ValueError(f"HRNet backbone must be one of {sorted(BACKBONES)}, got {variant!r}")
         self.variant = name
-        self.width = HRNET_VARIANTS[name]
+        self.width = BACKBONES[name].width
         # pretrained=False: timm must never download; weights come from our checkpoints.
         # feature_location='' keeps HRNet's own branch outputs (no classification 'incre' modules);
         # out_indices 1..4 are the four branches (index 0 would be the stride-2 stem).
         self.hrnet = timm.create_model(
-            name, pretrained=False, features_only=True, feature_location="", out_indices=(1, 2, 3, 4)
+            BACKBONES[name].timm_name, pretrained=False, features_only=True, feature_location="", out_indices=(1, 2, 3, 4)
         )
         self.branch_channels: tuple[int, ...] = tuple(self.hrnet.feature_info.channels())
         self.out_channels = sum(self.branch_channels)

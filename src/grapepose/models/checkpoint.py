@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from grapepose.backbones import backbone_info
 from grapepose.config import Config, config_from_dict, config_to_dict, load_config
 from grapepose.errors import CheckpointError, ConfigError
 from grapepose.models.authors import (
@@ -216,25 +217,25 @@ def _config_for(path: Path, sd: Mapping[str, Tensor], stored: Config | None, pre
         cfg = load_config(preset)
         name = preset if isinstance(preset, str) else cfg.name
         if arch is not None:
-            k, width, _ = arch
+            k, backbone, _ = arch
             if k != cfg.model.num_keypoints:
                 hint = {14: " (use a CrowdPose preset)", 17: " (use a COCO preset)"}.get(k, "")
                 raise CheckpointError(
                     f"{path}: the file has {k} keypoints but preset {name} expects {cfg.model.num_keypoints}{hint}"
                 )
-            if f"hrnet_w{width}" != cfg.model.backbone:
+            if backbone != cfg.model.backbone:
                 raise CheckpointError(
-                    f"{path}: the file has an HRNet-W{width} backbone but preset {name} uses {cfg.model.backbone}"
+                    f"{path}: the file has a {backbone} backbone but preset {name} uses {cfg.model.backbone}"
                 )
         return cfg
     if stored is not None:
         return stored
     if arch is None:
         raise CheckpointError(f"{path}: cannot tell the architecture from the weights; pass a preset")
-    k, width, global_context = arch
-    cfg = load_config(f"{'crowdpose' if k == 14 else 'coco'}_w{width}")
+    k, backbone, global_context = arch
+    cfg = load_config(f"{'crowdpose' if k == 14 else 'coco'}_{backbone_info(backbone).suffix}")
     model_cfg = dataclasses.replace(cfg.model, num_keypoints=k, global_context=global_context)
-    log.info("%s: no config stored; using %s (K=%d, HRNet-W%d)", path, cfg.name, k, width)
+    log.info("%s: no config stored; using %s (K=%d, %s)", path, cfg.name, k, backbone)
     return dataclasses.replace(cfg, model=model_cfg)
 
 
