@@ -17,6 +17,7 @@ TOPICS: dict[str, str] = {
     "decode": "decoding ms/image for planted people",
     "predict": "end-to-end predictor images/s",
     "train": "training images/s and peak memory",
+    "serve": "HTTP service requests/s and p50/p99 latency at 1 and 8 concurrent clients (loopback)",
 }
 
 

@@ -34,6 +34,8 @@ COMMANDS: list[tuple[str, str, str, str]] = [
      "grapepose show-targets --data images/ --ann train.json --out outputs/targets"),
     ("bench", "grapepose.cli.bench", "measure speed (forward, targets, loader, decode, predict, train)",
      "grapepose bench decode --people 15 --device cpu"),
+    ("serve", "grapepose.cli.serve", "HTTP pose service: JSON API and a web page, batching across requests",
+     "grapepose serve --weights model.safetensors --port 8080"),
     ("presets", "grapepose.cli.presets", "list the named configs, or print one as YAML",
      "grapepose presets crowdpose_w32"),
 ]  # fmt: skip
