@@ -51,7 +51,10 @@ class _Admission:
     @contextlib.contextmanager
     def enter(self, client: str) -> Iterator[None]:
         if sum(self.clients.values()) >= self.total:
-            raise HTTPError(503, f"server busy: {self.total} requests in flight; retry later", {"Retry-After": "1"})
+            raise HTTPError(
+                503, f"server busy: the limit of {self.total} requests in flight is reached; retry later",
+                {"Retry-After": "1"},
+            )
         if self.clients[client] >= self.per_client:
             raise HTTPError(
                 429, f"too many requests in flight from this client (limit {self.per_client}); "
@@ -81,12 +84,23 @@ async def _read_body(request: Request, limit: int, limit_mb: float) -> bytes:
     return b"".join(chunks)
 
 
+def _boundary(content_type: str) -> str:
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "boundary":
+            return value.strip('"')
+    return ""
+
+
 async def _uploads(request: Request, settings: ServeSettings, field: str, max_files: int) -> list[tuple[str, bytes]]:
     """(name, bytes) of each uploaded image: a raw image body, or multipart files under `field`."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     mb = settings.max_image_mb
     if ctype == "multipart/form-data":
         body = await _read_body(request, settings.max_image_bytes * max_files + _MULTIPART_SLACK, mb * max_files)
+        boundary = _boundary(request.headers.get("content-type", ""))
+        if boundary and f"--{boundary}--".encode() not in body[-len(boundary) - 64 :]:
+            raise bad_request("malformed multipart body (no closing boundary: the upload was cut off)")
         sent = False
 
         async def replay() -> dict[str, Any]:
@@ -149,7 +163,7 @@ def create_app(estimator: Any, settings: ServeSettings | None = None, source: st
 
     async def decode_all(uploads: list[tuple[str, bytes]]) -> list[Any]:
         def what(name: str) -> str:
-            return "body" if name == "body" else f"image {name!r}"
+            return "request body" if name == "body" else f"image {name!r}"
 
         return [
             await asyncio.to_thread(decode_image, data, settings.max_megapixels, what(name)) for name, data in uploads
