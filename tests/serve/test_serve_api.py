@@ -62,6 +62,9 @@ def test_score_threshold_and_flip_overrides(client, estimator, photo):
     only_best = client.post(f"/v1/poses?score_thr={top - 1e-3:.4f}", content=data).json()
     assert only_best["num_people"] == sum(p["score"] >= top - 1e-3 for p in everyone["people"]) >= 1
 
+    nobody = client.post("/v1/poses?score_thr=1", content=data).json()
+    assert (nobody["num_people"], nobody["people"]) == (0, [])
+
     flipped = PoseEstimator(estimator.model, apply_overrides(estimator.config, ["test.flip=true"]), "cpu")
     r = client.post("/v1/poses?flip=1&score_thr=0", content=data)
     assert r.status_code == 200

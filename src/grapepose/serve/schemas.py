@@ -156,7 +156,8 @@ def poses_json(keypoints: np.ndarray, scores: np.ndarray, width: int, height: in
 
     Coordinates are rounded to 0.01 px and scores to 1e-4 (the network is nowhere near as precise).
     """
-    kp = np.asarray(keypoints, np.float64).reshape(len(scores), -1, 3)
+    kp = np.asarray(keypoints, np.float64)
+    kp = kp.reshape(len(scores), kp.shape[-2] if kp.ndim >= 2 else 0, 3)
     xy = np.round(kp[..., :2], 2)
     sc = np.round(kp[..., 2:], 4)
     rows = np.concatenate([xy, sc], -1).tolist()
