@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="how long an image waits for others to share its forward pass (default 10)")
     arg("--max-image-mb", type=float, default=20.0, help="largest accepted image, in MB (default 20)")
     arg("--max-megapixels", type=float, default=40.0, help="largest accepted decoded image (default 40)")
-    arg("--max-queue", type=int, default=64, help="images waiting for the model; beyond it requests get 503 (default 64)")
+    arg("--max-queue", type=int, default=64,
+        help="images waiting for the model (and requests in flight); beyond it 503 (default 64)")
     arg("--max-client-requests", type=int, default=16,
         help="requests in flight per client address; beyond it 429 (default 16)")
     arg("--score-thr", type=float, default=0.1, help="default minimum person score (default 0.1, as predict)")

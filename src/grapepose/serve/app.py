@@ -121,7 +121,9 @@ async def _uploads(request: Request, settings: ServeSettings, field: str, max_fi
             items = form.multi_items()
             for key, value in items:
                 if key != field:
-                    raise bad_request(f"unexpected multipart field {key!r}: send the image as a file in field {field!r}")
+                    raise bad_request(
+                        f"unexpected multipart field {key!r}: send the image as a file in field {field!r}"
+                    )
                 if not isinstance(value, UploadFile):
                     raise bad_request(f"multipart field {field!r} must be a file upload, not text")
             if not items:
@@ -144,9 +146,12 @@ async def _uploads(request: Request, settings: ServeSettings, field: str, max_fi
         )  # fmt: skip
     for name, data in uploads:
         if len(data) > settings.max_image_bytes:
-            raise HTTPError(413, f"image {name!r}: {len(data) / 1e6:.1f} MB exceeds the {mb:g} MB limit (--max-image-mb)")
+            size = f"{len(data) / 1e6:.1f} MB"
+            raise HTTPError(413, f"image {name!r}: {size} exceeds the {mb:g} MB limit (--max-image-mb)")
         if not data:
-            raise bad_request("empty body: send an image" if name == "body" else f"image {name!r}: empty file (0 bytes)")
+            raise bad_request(
+                "empty body: send an image" if name == "body" else f"image {name!r}: empty file (0 bytes)"
+            )
     return uploads
 
 
@@ -218,7 +223,8 @@ def create_app(estimator: Any, settings: ServeSettings | None = None, source: st
 
     async def on_starlette_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        messages = {404: f"not found: {request.url.path}", 405: f"method {request.method} not allowed on {request.url.path}"}
+        path = request.url.path
+        messages = {404: f"not found: {path}", 405: f"method {request.method} not allowed on {path}"}
         return JSONResponse(error_body(messages.get(exc.status_code, str(exc.detail))), exc.status_code)
 
     async def on_grapepose_error(request: Request, exc: Exception) -> Response:

@@ -96,7 +96,8 @@ def decode_image(data: bytes, max_megapixels: float, what: str = "image") -> np.
 def encode_image(rgb: np.ndarray, fmt: str) -> bytes:
     """`[H, W, 3]` uint8 RGB -> JPEG (quality 90) or PNG bytes."""
     bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png" if fmt == "png" else ".jpg", bgr, [] if fmt == "png" else [cv2.IMWRITE_JPEG_QUALITY, 90])
+    params = [] if fmt == "png" else [cv2.IMWRITE_JPEG_QUALITY, 90]
+    ok, buf = cv2.imencode(".png" if fmt == "png" else ".jpg", bgr, params)
     if not ok:  # pragma: no cover - OpenCV encodes any uint8 RGB array
         raise RuntimeError("cannot encode the drawn image")
     return buf.tobytes()

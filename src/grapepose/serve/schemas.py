@@ -129,9 +129,8 @@ def parse_options(query: Mapping[str, str], settings: ServeSettings, allow_draw:
         scales = tuple(_float("scales", p) for p in parts)
         for s in scales:
             if not settings.min_scale <= s <= settings.max_scale:
-                raise bad_request(
-                    f"scales={query['scales']}: each scale must be between {settings.min_scale} and {settings.max_scale}"
-                )
+                lo, hi = settings.min_scale, settings.max_scale
+                raise bad_request(f"scales={query['scales']}: each scale must be between {lo} and {hi}")
     score_thr = settings.score_threshold
     if "score_thr" in query:
         score_thr = _float("score_thr", query["score_thr"])
