@@ -11,7 +11,6 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -132,7 +131,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 _request(port, "POST", "/v1/poses", body)
             runs = [_drive(port, body, c, args.requests) for c in clients]
         finally:
-            proc.send_signal(signal.SIGINT)
+            proc.terminate()  # uvicorn shuts down gracefully on SIGTERM
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
