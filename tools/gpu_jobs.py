@@ -10,6 +10,7 @@ the package's own commands and APIs (`grapepose bench|synth|evaluate`, `Trainer`
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import logging
@@ -172,7 +173,10 @@ def job_train(spec: dict[str, Any], result: str) -> None:
     steps_done = probe.step
     out["probe"] = {"steps": steps_done, "seconds": round(time.monotonic() - t1, 1),
                     "images_per_s": round(rate * batch, 1)}  # fmt: skip
-    del probe
+    del probe  # its DataLoader workers are gone with its batch iterator
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     left = deadline - time.time() - spec["restart_s"]
     total = steps_done + int(rate * max(left, 0) * 0.97)
     epochs = max(steps_done // spe + 1, total // spe)

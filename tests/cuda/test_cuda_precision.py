@@ -46,9 +46,11 @@ def train_steps(device: str, amp: str, steps: int = 3) -> tuple[list[dict[str, f
 @needs_cuda
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_cuda_train_step_amp_updates_weights(amp):
-    history, change, model = train_steps("cuda", amp)
+    # fp16: the gradient scaler starts at 2**16 and skips the steps whose gradients overflow,
+    # halving its scale each time; eight steps leave room for that.
+    history, change, model = train_steps("cuda", amp, steps=3 if amp == "bf16" else 8)
     assert all(torch.isfinite(torch.tensor(list(h.values()))).all() for h in history), history
-    assert change > 0  # fp16: the scaler may skip a first step, not all three
+    assert change > 0
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast keeps fp32 master weights
 
 
