@@ -66,9 +66,14 @@ def job_env(spec: dict[str, Any], result: str) -> None:
     if spec["device"] == "cuda" and torch.cuda.is_available():
         p = torch.cuda.get_device_properties(0)
         info.update(gpu=p.name, gpu_count=torch.cuda.device_count(), gpu_memory_gb=round(p.total_memory / 2**30, 1),
-                    capability=f"{p.major}.{p.minor}", cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
-                    bf16=torch.cuda.is_bf16_supported(),
-                    nccl=".".join(map(str, torch.cuda.nccl.version())) if hasattr(torch.cuda, "nccl") else None)  # fmt: skip
+                    capability=f"{p.major}.{p.minor}", cuda=torch.version.cuda)  # fmt: skip
+        for key, probe in (("cudnn", lambda: torch.backends.cudnn.version()),
+                           ("bf16", lambda: torch.cuda.is_bf16_supported()),
+                           ("nccl", lambda: str(torch.cuda.nccl.version()))):  # fmt: skip
+            try:  # extras: a probe that fails must not fail the install phase
+                info[key] = probe()
+            except Exception as e:  # noqa: BLE001
+                info[key] = f"unknown ({type(e).__name__})"
     info["missing"] = missing
     _write(result, info)
     print(json.dumps(info))
