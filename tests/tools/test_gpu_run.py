@@ -166,3 +166,16 @@ def test_every_cuda_only_test_is_selected_by_the_cuda_phase():
                     unselected.append(f"{path.relative_to(REPO)}::{node.name}")
     assert unselected == []
     assert len(files) >= 5
+
+
+def test_ablation_trains_without_global_context_into_its_own_files(tmp_path, monkeypatch):
+    args = gpu_run.parse_args(["--dry-run", "--ablation", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "w"),
+                               "--only", "train,export,eval"])  # fmt: skip
+    run = gpu_run.GpuRun(args)
+    specs = {}
+    monkeypatch.setattr(run, "job", lambda name, spec, log, timeout: specs.setdefault(name, spec) and {})
+    assert run.run() == 0
+    assert "model.global_context=false" in specs["train"]["overrides"] and specs["export"]["ablation"] is True
+    assert Path(specs["export"]["out"]).name == "demo_dekr.safetensors" and Path(specs["eval"]["md"]).name == "eval_dekr.md"
+    assert specs["eval"]["weights"] == specs["export"]["out"] and specs["train"]["run_dir"].endswith("run_dekr")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["summary_dekr.json"]
