@@ -156,6 +156,9 @@ def job_train(spec: dict[str, Any], result: str) -> None:
         return (len(times) - 1 - k) / max(times[-1] - times[k], 1e-6)
 
     load_config(spec["preset"], [*spec["overrides"], *spec.get("validate_overrides", [])])  # dry run: GPU keys too
+    import cv2
+
+    cv2.setNumThreads(1)  # set before the DataLoader forks: 14 workers share 16 cores, one thread each
     deadline = float(spec["deadline"])
     out: dict[str, Any] = {"preset": spec["preset"], "scene": spec["scene"], "overrides": spec["overrides"]}
 
