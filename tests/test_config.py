@@ -4,6 +4,7 @@ import pytest
 
 from grapepose.config import PRESETS, Config, config_from_dict, config_to_dict, load_config
 from grapepose.errors import ConfigError
+from grapepose.keypoints import COCO_KEYPOINTS, CROWDPOSE_KEYPOINTS, KeypointSpec
 
 
 def test_presets_cover_datasets_and_widths():
@@ -56,9 +57,48 @@ def test_yaml_file_with_preset(tmp_path):
 
 def test_default_is_crowdpose_w32():
     assert load_config().name == "crowdpose_w32"
-    assert isinstance(Config(), Config)
+    assert Config().model.num_keypoints == 14 and Config().keypoints == CROWDPOSE_KEYPOINTS
 
 
 def test_small_presets_use_the_small_backbone():
     for ds in ("coco", "crowdpose", "ochuman"):
         assert PRESETS[f"{ds}_w18s"].model.backbone == "hrnet_w18_small_v2"
+
+
+def test_presets_carry_their_keypoint_spec():
+    assert PRESETS["coco_w18s"].keypoints == COCO_KEYPOINTS == PRESETS["ochuman_w32"].keypoint_spec
+    assert PRESETS["crowdpose_w48"].keypoints == CROWDPOSE_KEYPOINTS
+    assert config_to_dict(PRESETS["coco_w32"])["keypoints"]["skeleton"][0] == [15, 13]
+
+
+def test_keypoints_follow_the_keypoint_count():
+    cfg = load_config("coco_w32", ["model.num_keypoints=5"])
+    assert cfg.keypoints is None  # unknown until a dataset says; consumers get a generic spec
+    assert cfg.keypoint_spec.names == tuple(f"keypoint_{i}" for i in range(5)) and cfg.keypoint_spec.sigmas == (0.079,) * 5
+    assert load_config(cfg, ["model.num_keypoints=14", "data.dataset=crowdpose"]).keypoints == CROWDPOSE_KEYPOINTS
+    assert load_config("coco_w32", ["test.flip=false"]).keypoints is PRESETS["coco_w32"].keypoints
+
+
+def test_declared_keypoints_round_trip(tmp_path):
+    path = tmp_path / "k3.yaml"
+    path.write_text(
+        "preset: coco_w18s\nmodel: {num_keypoints: 3}\n"
+        "keypoints: {names: [nose, left_eye, right_eye], sigmas: [0.1, 0.2, 0.2], skeleton: [[0, 1], [0, 2]]}\n"
+    )
+    cfg = load_config(path)
+    assert cfg.keypoints == KeypointSpec(("nose", "left_eye", "right_eye"), (0, 2, 1), (0.1, 0.2, 0.2), ((0, 1), (0, 2)))
+    assert config_from_dict(config_to_dict(cfg)) == cfg and cfg.resolved() is cfg
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg, ["model.num_keypoints=4", "keypoints.names=[a]"])
+    assert str(e.value) == "keypoints.sigmas: expected a non-empty list, got None"
+    with pytest.raises(ConfigError) as e:
+        Config(keypoints=COCO_KEYPOINTS)
+    assert str(e.value) == "keypoints lists 17 keypoints but model.num_keypoints is 14"
+
+
+def test_model_files_store_the_resolved_spec():
+    from grapepose.models import build_model, model_metadata
+
+    meta = model_metadata(build_model(load_config("coco_w18s", ["model.num_keypoints=2", "data.keypoint_names=[l_a, r_a]",
+                                                                "data.sigmas=[0.1,0.1]"])))  # fmt: skip
+    assert meta["keypoints"] == {"names": ["l_a", "r_a"], "flip_index": [1, 0], "sigmas": [0.1, 0.1], "skeleton": []}

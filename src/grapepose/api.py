@@ -13,7 +13,6 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Union
 
 import numpy as np
@@ -23,7 +22,7 @@ from torch import nn
 from grapepose.config import PRESETS, Config, apply_overrides
 from grapepose.data.image_io import read_image
 from grapepose.errors import CheckpointError
-from grapepose.keypoints import COCO_KEYPOINTS, CROWDPOSE_KEYPOINTS, KeypointSpec
+from grapepose.keypoints import KeypointSpec
 from grapepose.tracking import PoseTracker
 from grapepose.visualize import draw_poses
 
@@ -53,16 +52,8 @@ def resolve_weights(source: str | os.PathLike[str]) -> Path:
 
 
 def spec_for_config(config: Config) -> KeypointSpec:
-    """Keypoint metadata for a model's config: the Predictor's (names, flip pairs, sigmas), plus the
-    built-in drawing skeleton when the names are COCO's or CrowdPose's."""
-    from grapepose.inference import model_keypoint_spec
-
-    spec = model_keypoint_spec(SimpleNamespace(config=config))  # type: ignore[arg-type]
-    if not spec.skeleton:
-        for builtin in (COCO_KEYPOINTS, CROWDPOSE_KEYPOINTS):
-            if builtin.names == spec.names:
-                return replace(spec, skeleton=builtin.skeleton)
-    return spec
+    """Keypoint metadata of a model's config (names, flip pairs, OKS sigmas, skeleton): `config.keypoint_spec`."""
+    return config.keypoint_spec
 
 
 @dataclass

@@ -22,8 +22,10 @@ from typing import Any
 
 import yaml
 
+from grapepose._config_checks import check_section
 from grapepose.backbones import BACKBONES
-from grapepose.errors import ConfigError
+from grapepose.errors import ConfigError, DataError
+from grapepose.keypoints import DEFAULT_SIGMA, KeypointSpec, builtin_spec, flip_index_from_names, resolve_keypoint_spec
 
 __all__ = [
     "Config", "ModelConfig", "DataConfig", "TestConfig", "TrainConfig",
@@ -50,10 +52,9 @@ class ModelConfig:
     global_context: bool = True  # False: DEKR-style ablation without the transformer branch
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONE_WIDTHS:
-            raise ConfigError(f"model.backbone: {self.backbone!r} is not one of {sorted(BACKBONE_WIDTHS)}")
-        if self.num_keypoints < 1:
-            raise ConfigError(f"model.num_keypoints must be >= 1, got {self.num_keypoints}")
+        if self.backbone not in BACKBONES:
+            raise ConfigError(f"model.backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+        check_section("model", self)
         if self.d_model % self.nhead:
             raise ConfigError(f"model.d_model ({self.d_model}) must be divisible by model.nhead ({self.nhead})")
 
@@ -88,8 +89,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.input_size % 64 or self.input_size <= 0:
             raise ConfigError(f"data.input_size must be a positive multiple of 64, got {self.input_size}")
-        if self.min_scale <= 0 or self.max_scale < self.min_scale:
-            raise ConfigError(f"data.min_scale/max_scale invalid: {self.min_scale}, {self.max_scale}")
+        check_section("data", self)
+        if self.max_scale < self.min_scale:
+            raise ConfigError(f"data.max_scale must be >= data.min_scale ({self.min_scale}), got {self.max_scale}")
 
     @property
     def heatmap_sigma(self) -> float:
@@ -127,10 +129,9 @@ class TestConfig:
     refine_iterations: int = 30  # Levenberg-Marquardt steps (the reference's curve_fit may take ~60)
 
     def __post_init__(self) -> None:
-        if not self.scales or any(s <= 0 for s in self.scales):
-            raise ConfigError(f"test.scales must be positive numbers, got {list(self.scales)}")
-        if self.dtype not in ("auto", "fp32", "bf16", "fp16"):
-            raise ConfigError(f"test.dtype: {self.dtype!r} is not one of auto, fp32, bf16, fp16")
+        if not self.scales:
+            raise ConfigError("test.scales must list at least one scale > 0, got []")
+        check_section("test", self)
 
 
 @dataclass(frozen=True)
@@ -165,23 +166,75 @@ class TrainConfig:
     checkpoint_interval: int = 0  # steps between extra mid-epoch saves of last.pt; 0: end of each epoch only
 
     def __post_init__(self) -> None:
-        if self.lr_split not in ("global_context", "backbone"):
-            raise ConfigError(f"train.lr_split: {self.lr_split!r} is not one of global_context, backbone")
-        if self.schedule not in ("step", "cosine"):
-            raise ConfigError(f"train.schedule: {self.schedule!r} is not one of step, cosine")
-        if self.amp not in ("auto", "fp32", "bf16", "fp16"):
-            raise ConfigError(f"train.amp: {self.amp!r} is not one of auto, fp32, bf16, fp16")
+        check_section("train", self)
 
 
 @dataclass(frozen=True)
 class Config:
-    """A complete experiment configuration."""
+    """A complete experiment configuration.
+
+    `keypoints` is what the K keypoints are (names, flip pairs, OKS sigmas, skeleton). It is
+    resolved once: from the built-in tables when a config is made (COCO/OCHuman/CrowdPose presets,
+    or the `data.keypoint_names/flip_index/sigmas` overrides), from the dataset's JSON when training
+    starts; it is saved with every model file. None means not known yet (a custom K before training).
+    Every consumer reads `keypoint_spec`.
+    """
 
     name: str = "custom"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     test: TestConfig = field(default_factory=TestConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    keypoints: KeypointSpec | None = None
+
+    def __post_init__(self) -> None:
+        if self.keypoints is None:
+            object.__setattr__(self, "keypoints", _builtin_keypoints(self.model, self.data))
+        elif self.keypoints.num_keypoints != self.model.num_keypoints:
+            raise ConfigError(
+                f"keypoints lists {self.keypoints.num_keypoints} keypoints but model.num_keypoints is "
+                f"{self.model.num_keypoints}"
+            )
+
+    @property
+    def keypoint_spec(self) -> KeypointSpec:
+        """The keypoint metadata every consumer uses (predictor, evaluation, drawing, export, tracking).
+
+        `keypoints` when known; else `data.keypoint_names` (or generic names), flip pairs from
+        `data.flip_index` (or the names) and one default OKS sigma.
+        """
+        if self.keypoints is not None:
+            return self.keypoints
+        k, d = self.model.num_keypoints, self.data
+        names = tuple(d.keypoint_names) if len(d.keypoint_names) == k else tuple(f"keypoint_{i}" for i in range(k))
+        flip = tuple(d.flip_index) if len(d.flip_index) == k else flip_index_from_names(names)
+        try:
+            return KeypointSpec(names, flip, (DEFAULT_SIGMA,) * k)
+        except DataError as e:
+            raise ConfigError(f"data.flip_index: {str(e).removeprefix('keypoint spec: ')}") from None
+
+    def resolved(self) -> Config:
+        """This config with `keypoints` filled in (what model files store)."""
+        return self if self.keypoints is not None else dataclasses.replace(self, keypoints=self.keypoint_spec)
+
+
+def _builtin_keypoints(model: ModelConfig, data: DataConfig) -> KeypointSpec | None:
+    """The spec the built-in tables and `data.*` overrides give for K keypoints, or None."""
+    k = model.num_keypoints
+    if data.keypoint_names or data.flip_index or data.sigmas:
+        if data.sigmas or builtin_spec(k, data.dataset) is not None:
+            try:
+                return resolve_keypoint_spec(None, k, data.dataset, "config", data.keypoint_names,
+                                             data.flip_index, data.sigmas)  # fmt: skip
+            except DataError as e:
+                raise ConfigError(str(e).removeprefix("config: ")) from None
+        return None  # no OKS sigmas known: resolved with the dataset when training starts
+    return builtin_spec(k, data.dataset)
+
+
+# Config fields whose change makes the built-in keypoint spec stale (it is then resolved again).
+_KEYPOINT_SOURCES = (("model", "num_keypoints"), ("data", "dataset"), ("data", "keypoint_names"),
+                     ("data", "flip_index"), ("data", "sigmas"))  # fmt: skip
 
 
 _PRESET_BACKBONES = {b.suffix: b.name for b in BACKBONES.values()}
@@ -270,14 +323,30 @@ def _section(cls: type, base: Any, values: Any, where: str) -> Any:
             raise ConfigError(f"unknown config key {where}.{key}{_suggest(key, names)}".replace("config key .", "config key "))
         hint = hints[key]
         sub = f"{where}.{key}" if where else key
-        if dataclasses.is_dataclass(hint):
+        if cls is Config and key == "keypoints":
+            changes[key] = _keypoints_value(value)
+        elif dataclasses.is_dataclass(hint):
             changes[key] = _section(hint, getattr(base, key), value, sub)
         else:
             changes[key] = _coerce(value, hint, sub)
+    if cls is Config and "keypoints" not in changes and base.keypoints is not None:
+        for section, name in _KEYPOINT_SOURCES:
+            if section in changes and getattr(changes[section], name) != getattr(getattr(base, section), name):
+                changes["keypoints"] = None  # resolved again for the new keypoint set
+                break
     try:
         return dataclasses.replace(base, **changes)
     except TypeError as e:  # pragma: no cover - guarded above
         raise ConfigError(f"{where}: {e}") from None
+
+
+def _keypoints_value(value: Any) -> KeypointSpec | None:
+    if value is None or isinstance(value, KeypointSpec):
+        return value
+    try:
+        return KeypointSpec.from_dict(value, "keypoints")
+    except DataError as e:
+        raise ConfigError(str(e)) from None
 
 
 def config_from_dict(d: dict[str, Any], base: Config | None = None) -> Config:
@@ -335,6 +404,9 @@ def load_config(spec: str | os.PathLike[str] | Config | None = None, overrides: 
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of config sections (model, data, test, train), "
+                              f"got a {type(data).__name__}")  # fmt: skip
         try:
             cfg = config_from_dict(data)
         except ConfigError as e:

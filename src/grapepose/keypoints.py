@@ -1,14 +1,26 @@
-"""Keypoint metadata: names, left/right flip permutation, OKS sigmas and drawing skeleton."""
+"""Keypoint metadata: names, left/right flip permutation, OKS sigmas and drawing skeleton.
+
+`resolve_keypoint_spec` is the one place a spec is worked out (from a dataset's JSON category, the
+built-in tables and user overrides); the result travels in `Config.keypoints` and with every model
+file, and every consumer reads it from there (`Config.keypoint_spec`).
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from grapepose.errors import DataError
 
-__all__ = ["KeypointSpec", "COCO_KEYPOINTS", "CROWDPOSE_KEYPOINTS", "keypoint_spec", "flip_index_from_names"]
+__all__ = [
+    "KeypointSpec", "COCO_KEYPOINTS", "CROWDPOSE_KEYPOINTS", "DEFAULT_SIGMA", "builtin_spec", "keypoint_spec",
+    "flip_index_from_names", "resolve_keypoint_spec",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,13 +64,37 @@ class KeypointSpec:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> KeypointSpec:
-        return cls(
-            names=tuple(d["names"]),
-            flip_index=tuple(int(i) for i in d["flip_index"]),
-            sigmas=tuple(float(s) for s in d["sigmas"]),
-            skeleton=tuple((int(a), int(b)) for a, b in d.get("skeleton", ())),
-        )
+    def from_dict(cls, d: Mapping[str, Any], where: str = "keypoints") -> KeypointSpec:
+        """Read `to_dict`'s output. `flip_index` may be omitted (pairs from left/right names), so may
+        `skeleton` (no limbs). Raises DataError naming `where` and the field."""
+        if not isinstance(d, Mapping):
+            raise DataError(f"{where}: expected a mapping with names, flip_index, sigmas, skeleton, got {d!r}")
+        unknown = sorted(set(d) - {"names", "flip_index", "sigmas", "skeleton"})
+        if unknown:
+            raise DataError(f"{where}: unknown key {unknown[0]!r} (keys: names, flip_index, sigmas, skeleton)")
+        for key in ("names", "sigmas"):
+            if not isinstance(d.get(key), (list, tuple)) or not d[key]:
+                raise DataError(f"{where}.{key}: expected a non-empty list, got {d.get(key)!r}")
+        names = tuple(str(n) for n in d["names"])
+        try:
+            flip = d.get("flip_index")
+            flip = tuple(_int(i) for i in flip) if flip else flip_index_from_names(names)
+            sigmas = tuple(float(s) for s in d["sigmas"])
+            skeleton = tuple((_int(a), _int(b)) for a, b in d.get("skeleton") or ())
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: flip_index, sigmas and skeleton must hold numbers (skeleton: pairs)") from None
+        if not all(s >= 0 and s == s and s != float("inf") for s in sigmas):
+            raise DataError(f"{where}.sigmas must be finite numbers >= 0, got {list(sigmas)}")
+        try:
+            return cls(names=names, flip_index=flip, sigmas=sigmas, skeleton=skeleton)
+        except DataError as e:
+            raise DataError(f"{where}: {str(e).removeprefix('keypoint spec: ')}") from None
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool) or not float(v).is_integer():
+        raise ValueError(v)
+    return int(v)
 
 
 def flip_index_from_names(names: Sequence[str]) -> tuple[int, ...]:
@@ -108,6 +144,14 @@ CROWDPOSE_KEYPOINTS = KeypointSpec(
 _BUILTIN = {"coco": COCO_KEYPOINTS, "ochuman": COCO_KEYPOINTS, "crowdpose": CROWDPOSE_KEYPOINTS}
 
 
+def builtin_spec(k: int, dataset: str | None = None) -> KeypointSpec | None:
+    """The built-in spec for `dataset` when it has K keypoints, else the one with K keypoints, else None."""
+    spec = _BUILTIN.get((dataset or "").lower())
+    if spec is not None and spec.num_keypoints == k:
+        return spec
+    return next((s for s in (COCO_KEYPOINTS, CROWDPOSE_KEYPOINTS) if s.num_keypoints == k), None)
+
+
 def keypoint_spec(name_or_k: str | int) -> KeypointSpec:
     """Built-in spec by dataset name (`coco`, `crowdpose`, `ochuman`) or keypoint count (17 or 14)."""
     if isinstance(name_or_k, int):
@@ -119,3 +163,116 @@ def keypoint_spec(name_or_k: str | int) -> KeypointSpec:
         return _BUILTIN[name_or_k.lower()]
     except KeyError:
         raise DataError(f"unknown keypoint set {name_or_k!r}; built-in: {', '.join(sorted(_BUILTIN))}") from None
+
+
+# OKS sigma for keypoint types no table knows (COCO's shoulder value, mid-range of the COCO table).
+DEFAULT_SIGMA = 0.079
+
+
+def _builtin_for(k: int, names: Sequence[str] | None, dataset: str | None) -> KeypointSpec | None:
+    """The built-in table that applies: named dataset with matching K, or identical names."""
+    if dataset and dataset.lower() in _BUILTIN and _BUILTIN[dataset.lower()].num_keypoints == k:
+        return _BUILTIN[dataset.lower()]
+    if names is not None:
+        for spec in (COCO_KEYPOINTS, CROWDPOSE_KEYPOINTS):
+            if tuple(names) == spec.names:
+                return spec
+    return None
+
+
+def _skeleton(raw: Any, k: int) -> tuple[tuple[int, int], ...] | None:
+    """A COCO (1-based) skeleton as 0-based pairs, or None when it does not fit K keypoints."""
+    try:
+        pairs = tuple((int(a) - 1, int(b) - 1) for a, b in raw)
+    except (TypeError, ValueError):
+        return None
+    if any(not (0 <= a < k and 0 <= b < k) for a, b in pairs):
+        return None  # e.g. the official CrowdPose files carry COCO's 17-keypoint skeleton
+    return pairs
+
+
+def _category_numbers(category: Mapping[str, Any] | None, key: str, k: int, where: str, kind: type) -> tuple | None:
+    """The category's `key` list (K numbers: finite, >= 0; integers for `int`), or None when absent."""
+    raw = category.get(key) if category is not None else None
+    if raw is None:
+        return None
+    what = "integers" if kind is int else "finite numbers >= 0"
+    if not isinstance(raw, list) or len(raw) != k:
+        raise DataError(f"{where}: category '{key}' must list {k} {what}, got {raw!r}"[:300])
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in raw)
+    if not ok or (kind is int and not all(float(v).is_integer() for v in raw)):
+        raise DataError(f"{where}: category '{key}' must list {k} {what}, got {raw!r}"[:300])
+    return tuple(kind(v) for v in raw)
+
+
+def resolve_keypoint_spec(
+    category: Mapping[str, Any] | None,
+    k: int,
+    dataset: str | None,
+    where: str,
+    names: Sequence[str] = (),
+    flip_index: Sequence[int] = (),
+    sigmas: Sequence[float] = (),
+) -> KeypointSpec:
+    """Keypoint metadata for K keypoints.
+
+    Precedence per field: user override > JSON category > built-in table (when `dataset` names one
+    with K keypoints, or the names equal a built-in table's) > generic default. Flip pairs come from
+    left/right names when the names are not a built-in table's.
+
+    Args:
+        category: the COCO category with `keypoints` (names) and maybe `skeleton` (1-based pairs),
+            `flip_index` (0-based: the keypoint each one becomes when mirrored) and `sigmas` (OKS), or None.
+        k: number of keypoints in the annotations.
+        dataset: `coco`, `crowdpose`, `ochuman`, `custom` or None.
+        where: file name for messages.
+        names, flip_index, sigmas: overrides (empty = not given).
+    """
+    cat_names = None
+    if category is not None and category.get("keypoints"):
+        cat_names = tuple(str(n) for n in category["keypoints"])
+        if len(cat_names) != k:
+            raise DataError(
+                f"{where}: category lists {len(cat_names)} keypoint names but annotations have {k} keypoints"
+            )
+    for label, seq in (("keypoint_names", names), ("flip_index", flip_index), ("sigmas", sigmas)):
+        if seq and len(seq) != k:
+            raise DataError(f"{where}: data.{label} has {len(seq)} entries but the annotations have {k} keypoints")
+    cat_flip = _category_numbers(category, "flip_index", k, where, int)
+    cat_sigmas = _category_numbers(category, "sigmas", k, where, float)
+    builtin = _builtin_for(k, cat_names, dataset)
+    final_names = tuple(names) or cat_names or (builtin.names if builtin else tuple(f"keypoint_{i}" for i in range(k)))
+
+    if flip_index:
+        flip = tuple(int(i) for i in flip_index)
+    elif cat_flip is not None:
+        flip = cat_flip
+    elif builtin is not None and (not names or tuple(names) == builtin.names):
+        # a named built-in dataset keeps its official pairs even when its JSON spells names differently
+        flip = builtin.flip_index
+    else:
+        flip = flip_index_from_names(final_names)
+
+    if sigmas:
+        sig = tuple(float(s) for s in sigmas)
+    elif builtin is not None:
+        sig = builtin.sigmas
+    elif cat_sigmas is not None:
+        sig = cat_sigmas
+    else:
+        log.warning("%s: no OKS sigmas known for these %d keypoints; using %.3f for each", where, k, DEFAULT_SIGMA)
+        sig = (DEFAULT_SIGMA,) * k
+
+    raw_skel = category.get("skeleton") if category is not None else None
+    skel = _skeleton(raw_skel, k) if raw_skel else None
+    if skel is None:
+        skel = builtin.skeleton if builtin is not None else ()
+        if raw_skel:
+            how = "using the built-in one" if builtin is not None else "drawing no limbs"
+            (log.info if builtin is not None else log.warning)(
+                "%s: category skeleton does not fit %d keypoints (1-based pairs expected); %s", where, k, how
+            )
+    try:
+        return KeypointSpec(names=final_names, flip_index=flip, sigmas=sig, skeleton=skel)
+    except DataError as e:
+        raise DataError(f"{where}: {e}") from None

@@ -98,7 +98,7 @@ def test_cli_writes_dataset(tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--size", "32"], "size must be an integer >= 64"),
+        (["--size", "32"], "size must be an integer in [64, 4096]"),
         (["--num-images", "0"], "number of images must be a positive integer"),
         (["--num-images", "-3"], "number of images must be a positive integer"),
         (["--preset", "bogus"], "unknown preset 'bogus'"),

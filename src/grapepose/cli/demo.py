@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         print("photos: ../shared/data/demo not found; only synthetic images are used")
 
     synth_dir = args.out / "synthetic"
-    generate_dataset(synth_dir, "crowd", args.num_synthetic, size=args.size, seed=2026, keypoints="coco", progress=False)
+    generate_dataset(synth_dir, "crowd", args.num_synthetic, size=args.size, seed=2026, keypoints="coco", progress=False,
+                     overwrite=True)  # fmt: skip
     sources, bad = expand_sources([str(synth_dir / "images")])
     failures += bad
     summary = run_predict(estimator, sources, PredictOptions(out_dir=synth_dir / "drawn", score_threshold=0.0), report)

@@ -78,10 +78,10 @@ def run(args: argparse.Namespace) -> int:
     return _run_model(args)
 
 
-def _score(results: Any, args: argparse.Namespace, name: str | None = None) -> int:
+def _score(results: Any, args: argparse.Namespace, name: str | None = None, sigmas: Any = None) -> int:
     from grapepose.evaluation import evaluate_results, format_metrics_table
 
-    metrics = evaluate_results(results, args.ann, args.kind)
+    metrics = evaluate_results(results, args.ann, args.kind, sigmas=sigmas)
     label = name or Path(args.results or args.weights).stem
     print(format_metrics_table(metrics, label))
     return 0
@@ -90,12 +90,19 @@ def _score(results: Any, args: argparse.Namespace, name: str | None = None) -> i
 def _run_model(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
-    from grapepose.evaluation import annotated_images, load_annotation, read_image_as_stored
+    from grapepose.evaluation import (
+        annotated_images,
+        check_ground_truth,
+        detect_kind,
+        load_annotation,
+        read_image_as_stored,
+    )
     from grapepose.inference import Predictor
     from grapepose.models import load_model
     from grapepose.utils.io import atomic_write_json
 
     ann = load_annotation(args.ann)
+    check_ground_truth(ann, args.ann, args.kind or detect_kind(args.ann, ann))  # before any work
     images = annotated_images(ann, args.data, args.ann)
     if args.limit is not None:
         images = images[: max(args.limit, 0)]
@@ -136,7 +143,7 @@ def _run_model(args: argparse.Namespace) -> int:
             log.info("wrote %d results to %s", len(results), args.out)
         if len(errors) == len(images) and images:
             raise GrapeposeError(f"none of the {len(images)} images in {args.ann} could be read (first: {errors[0]})")
-        return _score(results, args, Path(args.weights).stem)
+        return _score(results, args, Path(args.weights).stem, sigmas=model.config.keypoint_spec.sigmas)
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()

@@ -14,11 +14,12 @@ import numpy as np
 
 from grapepose.config import DataConfig
 from grapepose.data._masks import ignore_mask
-from grapepose.data._spec import resolve_spec
+from grapepose.data.annotations import check_keypoint_annotations
 from grapepose.data.image_io import read_image
 from grapepose.data.sample import Sample
 from grapepose.errors import DataError
 from grapepose.keypoints import KeypointSpec
+from grapepose.keypoints import resolve_keypoint_spec as resolve_spec
 
 __all__ = ["KeypointDataset"]
 
@@ -106,22 +107,19 @@ class KeypointDataset:
         self.min_center_area = float(min_center_area)
         data = _read_json(self.ann_path)
         where = str(self.ann_path)
-        self.images = self._parse_images(data, where)
-        category = self._keypoint_category(data, where)
-        raw_anns = data.get("annotations", [])
-        if not isinstance(raw_anns, list):
-            raise DataError(f"{where}: 'annotations' must be a list")
-        if category is not None:
-            cat_id = category.get("id")
-            raw_anns = [a for a in raw_anns if not isinstance(a, dict) or a.get("category_id", cat_id) == cat_id]
-        k = self._num_keypoints(category, spec, raw_anns, where)
+        checked = check_keypoint_annotations(data, where, num_keypoints=spec.num_keypoints if spec else None)
+        self.images = checked.images
+        category, k = checked.category, checked.num_keypoints
         if spec is None:
             spec = resolve_spec(category, k, self.dataset, where, keypoint_names, flip_index, sigmas)
         elif spec.num_keypoints != k:
             raise DataError(f"{where}: annotations have {k} keypoints but the given spec has {spec.num_keypoints}")
         self.spec = spec
-        self.annotations = raw_anns
-        self._by_image = self._index_annotations(raw_anns, k, where)
+        self.annotations = checked.annotations
+        slot = {img["id"]: i for i, img in enumerate(self.images)}
+        self._by_image: list[list[int]] = [[] for _ in self.images]
+        for n, a in enumerate(self.annotations):
+            self._by_image[slot[a["image_id"]]].append(n)
         self.num_negatives = sum(1 for anns in self._by_image if not anns)
         if skip_negatives and self.num_negatives:
             keep = [i for i, anns in enumerate(self._by_image) if anns]
@@ -146,103 +144,6 @@ class KeypointDataset:
             keypoint_names=cfg.keypoint_names, flip_index=cfg.flip_index, sigmas=cfg.sigmas, check_images=check_images,
             skip_negatives=not val and not cfg.train_negatives,
         )  # fmt: skip
-
-    # ---- parsing -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _parse_images(data: dict[str, Any], where: str) -> list[dict[str, Any]]:
-        images = data.get("images")
-        if not isinstance(images, list):
-            raise DataError(f"{where}: no 'images' list (not a COCO-format keypoint file?)")
-        seen: set[int] = set()
-        for n, img in enumerate(images):
-            if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
-                raise DataError(f"{where}: image entry #{n} needs 'id' and 'file_name'")
-            if img["id"] in seen:
-                raise DataError(f"{where}: duplicate image id {img['id']}")
-            seen.add(img["id"])
-        return images
-
-    @staticmethod
-    def _keypoint_category(data: dict[str, Any], where: str) -> dict[str, Any] | None:
-        cats = [c for c in data.get("categories", []) or [] if isinstance(c, dict) and c.get("keypoints")]
-        if not cats:
-            return None
-        if len(cats) > 1:
-            persons = [c for c in cats if c.get("name") == "person"]
-            if len(persons) != 1:
-                names = ", ".join(repr(c.get("name")) for c in cats)
-                raise DataError(f"{where}: several categories with keypoints ({names}); expected one")
-            return persons[0]
-        return cats[0]
-
-    @staticmethod
-    def _num_keypoints(category: dict[str, Any] | None, spec: KeypointSpec | None, anns: list[Any], where: str) -> int:
-        if category is not None:
-            return len(category["keypoints"])
-        if spec is not None:
-            return spec.num_keypoints
-        for a in anns:
-            if isinstance(a, dict) and a.get("keypoints") and not a.get("iscrowd"):
-                n = len(a["keypoints"])
-                if n % 3:
-                    raise DataError(f"{where}: annotation {a.get('id')}: {n} keypoint values is not a multiple of 3")
-                return n // 3
-        raise DataError(f"{where}: cannot tell the number of keypoints (no category 'keypoints' and no annotations)")
-
-    def _index_annotations(self, anns: list[Any], k: int, where: str) -> list[list[int]]:
-        slot = {img["id"]: i for i, img in enumerate(self.images)}
-        by_image: list[list[int]] = [[] for _ in self.images]
-        seen: set[Any] = set()
-        checked: list[int] = []  # annotations whose keypoints are validated in bulk below
-        for n, a in enumerate(anns):
-            if not isinstance(a, dict) or "id" not in a:
-                raise DataError(f"{where}: annotation #{n} is not an object with an 'id'")
-            aid = a["id"]
-            if aid in seen:
-                raise DataError(f"{where}: duplicate annotation id {aid}")
-            seen.add(aid)
-            if a.get("image_id") not in slot:
-                raise DataError(
-                    f"{where}: annotation {aid} refers to image id {a.get('image_id')!r}, which is not in 'images'"
-                )
-            kps = a.get("keypoints")
-            if kps is None and a.get("iscrowd"):
-                pass  # crowd regions need no keypoints
-            elif not isinstance(kps, list):
-                kind = type(kps).__name__
-                raise DataError(f"{where}: annotation {aid}: 'keypoints' is a {kind}, expected {3 * k} numbers")
-            elif len(kps) != 3 * k:
-                raise DataError(
-                    f"{where}: annotation {aid}: {len(kps)} keypoint values, expected {3 * k} (3 × {k} keypoints)"
-                )
-            else:
-                checked.append(n)
-            by_image[slot[a["image_id"]]].append(n)
-        if checked:
-            self._check_values([anns[n] for n in checked], k, where)
-        return by_image
-
-    @staticmethod
-    def _check_values(anns: list[dict[str, Any]], k: int, where: str) -> None:
-        try:
-            kp = np.asarray([a["keypoints"] for a in anns], dtype=np.float64).reshape(len(anns), k, 3)
-        except (TypeError, ValueError):
-            for a in anns:
-                try:
-                    np.asarray(a["keypoints"], dtype=np.float64)
-                except (TypeError, ValueError):
-                    raise DataError(f"{where}: annotation {a['id']}: keypoints are not all numbers") from None
-            raise  # pragma: no cover - the loop above finds the culprit
-        labelled = kp[..., 2] > 0
-        bad = ~np.isfinite(kp).all(axis=(1, 2)) | (kp[..., 2] < 0).any(axis=1)
-        bad |= ((kp[..., :2] < 0).any(axis=2) & labelled).any(axis=1)
-        if bad.any():
-            n = int(np.argmax(bad))
-            raise DataError(
-                f"{where}: annotation {anns[n]['id']}: keypoints contain NaN/inf, negative coordinates of "
-                "labelled joints or negative visibility"
-            )
 
     def _check_image_files(self) -> None:
         missing = [img["file_name"] for img in self.images if not (self.image_root / str(img["file_name"])).is_file()]

@@ -19,7 +19,18 @@ import torch
 from grapepose.errors import CheckpointError
 from grapepose.utils.io import atomic_save
 
-__all__ = ["STATE_VERSION", "capture_rng", "restore_rng", "save_state", "load_state"]
+__all__ = ["STATE_VERSION", "capture_rng", "restore_rng", "save_state", "load_state", "remove_stale_temporaries"]
+
+# What `atomic_path` leaves when a run is killed mid-write (kill -9, power loss): `.last.<random>.tmp.pt`, ...
+_TEMPORARY_PATTERNS = (".last.*.tmp.pt", ".best.*.tmp.safetensors", ".final.*.tmp.safetensors", ".config.*.tmp.yaml")
+
+
+def remove_stale_temporaries(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Delete half-written checkpoint temporaries of an earlier, killed run in `run_dir`; returns them."""
+    found = sorted(p for pattern in _TEMPORARY_PATTERNS for p in Path(run_dir).glob(pattern) if p.is_file())
+    for p in found:
+        p.unlink(missing_ok=True)
+    return found
 
 STATE_VERSION = 1
 _REQUIRED = ("version", "model", "optimizer", "scheduler", "epoch", "step", "rng", "config")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from grapepose.config import Config
-from grapepose.errors import ConfigError, GrapeposeError
+from grapepose.errors import ConfigError
 
 __all__ = ["seed_everything", "build_train_source", "source_spec", "initialize_weights"]
 
@@ -44,19 +44,14 @@ def build_train_source(cfg: Config) -> Any:
 
 
 def source_spec(source: Any, cfg: Config) -> Any:
-    """The `KeypointSpec` of a sample source (its own, else the built-in one for the config).
+    """The `KeypointSpec` of a sample source (its own, else the config's `keypoint_spec`).
 
     Raises:
         ConfigError: the keypoint count differs from the network's `model.num_keypoints`.
     """
     spec = getattr(source, "spec", None)
     if spec is None:
-        from grapepose.keypoints import keypoint_spec
-
-        try:
-            spec = keypoint_spec(cfg.data.dataset)
-        except GrapeposeError:  # custom dataset name: the built-in set with that many keypoints
-            spec = keypoint_spec(cfg.model.num_keypoints)
+        spec = cfg.keypoint_spec
     k = len(spec.names)
     if k != cfg.model.num_keypoints:
         where = getattr(source, "ann_path", None) or "the training data"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -98,6 +99,8 @@ class Trainer:
         # Data: the same shuffled stream on every rank, split by DistributedSampler.
         source = source if source is not None else build_train_source(cfg)
         self.spec = source_spec(source, cfg)
+        # The keypoint spec is resolved here, once (from the dataset's JSON), and saved with every file.
+        self.config = cfg = dataclasses.replace(cfg, keypoints=self.spec)
         dataset = TrainingDataset(source, self.spec, cfg.data, train=True, seed=tcfg.seed)
         workers = cfg.data.num_workers if workers is None else workers
         workers = min(workers, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else workers)
@@ -143,6 +146,10 @@ class Trainer:
         self._last_saved_step = self.step if resuming else -1
         self._deadline: float | None = None  # set by `fit(max_seconds=...)`
         if self.dist.is_main and self.run_dir is not None:
+            stale = ckpt.remove_stale_temporaries(self.run_dir)
+            if stale:
+                log.warning("%s: removed %d half-written file(s) of an interrupted run (%s)", self.run_dir,
+                            len(stale), ", ".join(p.name for p in stale))  # fmt: skip
             atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
         log.info(
             "training %s on %d x %s (%s), %d images/step, %d steps/epoch, %d epochs",

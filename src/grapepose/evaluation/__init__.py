@@ -9,6 +9,7 @@ Example:
 from grapepose.evaluation.coco_eval import (
     KINDS,
     METRICS,
+    check_ground_truth,
     detect_kind,
     evaluate_results,
     load_annotation,
@@ -18,6 +19,6 @@ from grapepose.evaluation.images import AnnotatedImage, annotated_images, read_i
 from grapepose.evaluation.table import format_metrics_table
 
 __all__ = [
-    "KINDS", "METRICS", "AnnotatedImage", "annotated_images", "detect_kind", "evaluate_results",
+    "KINDS", "METRICS", "AnnotatedImage", "annotated_images", "check_ground_truth", "detect_kind", "evaluate_results",
     "format_metrics_table", "load_annotation", "load_results", "read_image_as_stored",
 ]  # fmt: skip

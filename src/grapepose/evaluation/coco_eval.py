@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from grapepose.data.annotations import KeypointAnnotations, check_keypoint_annotations, check_results
 from grapepose.errors import DataError
-from grapepose.keypoints import keypoint_spec
+from grapepose.keypoints import resolve_keypoint_spec
 
-__all__ = ["KINDS", "METRICS", "detect_kind", "evaluate_results", "load_annotation", "load_results"]
+__all__ = ["KINDS", "METRICS", "check_ground_truth", "detect_kind", "evaluate_results", "load_annotation",
+           "load_results"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +56,23 @@ def load_annotation(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _num_keypoints(ann: dict[str, Any]) -> int:
-    for cat in ann.get("categories", []):
-        if cat.get("keypoints"):
+    for cat in ann.get("categories", []) or []:
+        if isinstance(cat, dict) and isinstance(cat.get("keypoints"), list) and cat["keypoints"]:
             return len(cat["keypoints"])
-    for a in ann.get("annotations", []):
-        if a.get("keypoints"):
+    for a in ann.get("annotations", []) or []:
+        if isinstance(a, dict) and isinstance(a.get("keypoints"), list) and a["keypoints"]:
             return len(a["keypoints"]) // 3
     return 17
+
+
+def check_ground_truth(ann: dict[str, Any], ann_path: str | os.PathLike[str], kind: str) -> KeypointAnnotations:
+    """Validate a ground-truth file for protocol `kind` (the same checks as training, plus integer
+    ids, `area` for coco/ochuman, `bbox` and `crowdIndex` for crowdpose)."""
+    if kind not in KINDS:
+        raise DataError(f"unknown evaluation kind {kind!r}; expected one of {', '.join(KINDS)}")
+    crowd = kind == "crowdpose"
+    return check_keypoint_annotations(ann, str(ann_path), int_ids=True, need_area=not crowd, need_bbox=crowd,
+                                      need_crowd_index=crowd)  # fmt: skip
 
 
 def detect_kind(ann_path: str | os.PathLike[str], ann: dict[str, Any] | None = None) -> str:
@@ -68,31 +80,25 @@ def detect_kind(ann_path: str | os.PathLike[str], ann: dict[str, Any] | None = N
     path = Path(ann_path)
     ann = ann if ann is not None else load_annotation(path)
     images = ann.get("images", [])
-    if _num_keypoints(ann) == 14 or (images and all("crowdIndex" in im for im in images)):
+    if not isinstance(images, list):
+        raise DataError(f"{path}: 'images' must be a list")
+    if _num_keypoints(ann) == 14 or (images and all(isinstance(im, dict) and "crowdIndex" in im for im in images)):
         return "crowdpose"
     if "ochuman" in path.name.lower():
         return "ochuman"
     return "coco"
 
 
-def load_results(results: Sequence[dict[str, Any]] | str | os.PathLike[str], num_keypoints: int) -> list[dict[str, Any]]:
-    """Read and check COCO keypoint results (a list of dicts or a JSON file of one)."""
+def load_results(
+    results: Sequence[dict[str, Any]] | str | os.PathLike[str], num_keypoints: int, category_id: Any = 1
+) -> list[dict[str, Any]]:
+    """Read and check COCO keypoint results (a list of dicts or a JSON file of one): 3K finite
+    keypoint values, a finite score, the keypoint category (`category_id`, default 1)."""
     where = "results"
     if isinstance(results, (str, os.PathLike)):
         where = str(results)
         results = _load_json(Path(results), "results")
-    if not isinstance(results, list):
-        raise DataError(f"{where}: expected a JSON list of COCO results, got {type(results).__name__}")
-    out = []
-    for i, r in enumerate(results):
-        if not isinstance(r, dict) or not {"image_id", "keypoints", "score"} <= r.keys():
-            raise DataError(f"{where}: result #{i} lacks image_id, keypoints or score")
-        if len(r["keypoints"]) != 3 * num_keypoints:
-            raise DataError(
-                f"{where}: result #{i} has {len(r['keypoints'])} keypoint values, expected {3 * num_keypoints}"
-            )
-        out.append({**r, "category_id": r.get("category_id", 1)})
-    return out
+    return check_results(results, where, num_keypoints, category_id)
 
 
 def evaluate_results(
@@ -108,7 +114,8 @@ def evaluate_results(
             JSON file of them.
         ann_path: the ground-truth annotation JSON.
         kind: `coco`, `crowdpose` or `ochuman` (default: `detect_kind`).
-        sigmas: per-keypoint OKS sigmas (default: the built-in COCO or CrowdPose ones by K).
+        sigmas: per-keypoint OKS sigmas (default: the model's `config.keypoint_spec.sigmas` is what
+            callers pass; without it, those of the ground truth's category, else the built-in table).
 
     Returns:
         COCO/OCHuman: AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL.
@@ -119,16 +126,15 @@ def evaluate_results(
     ann_path = Path(ann_path)
     ann = load_annotation(ann_path)
     kind = kind or detect_kind(ann_path, ann)
-    if kind not in KINDS:
-        raise DataError(f"unknown evaluation kind {kind!r}; expected one of {', '.join(KINDS)}")
-    k = _num_keypoints(ann)
+    gt = check_ground_truth(ann, ann_path, kind)
+    k = gt.num_keypoints
     if sigmas is None:
-        try:
-            sigmas = keypoint_spec(k).sigmas
-        except DataError:
-            raise DataError(f"{ann_path}: no built-in OKS sigmas for {k} keypoints; pass sigmas") from None
-    dets = load_results(results, k)
-    image_ids = {im["id"] for im in ann.get("images", [])}
+        sigmas = resolve_keypoint_spec(gt.category, k, kind, str(ann_path)).sigmas
+    elif len(sigmas) != k:
+        raise DataError(f"{ann_path}: has {k} keypoints but {len(sigmas)} OKS sigmas were given")
+    category_id = gt.category.get("id", 1) if gt.category is not None else 1
+    dets = load_results(results, k, category_id)
+    image_ids = {im["id"] for im in gt.images}
     unknown = sorted({r["image_id"] for r in dets} - image_ids)
     if unknown:
         raise DataError(f"results name {len(unknown)} image ids not in {ann_path} (e.g. {unknown[:3]})")
@@ -136,11 +142,11 @@ def evaluate_results(
     if not dets:
         log.warning("no results to evaluate: AP and AR are 0")
 
-    gt = COCO(str(ann_path))
-    dt = gt.loadRes(dets)
+    coco_gt = COCO(str(ann_path))
+    dt = coco_gt.loadRes(dets)
     crowd = kind == "crowdpose"
     ev = COCOeval_faster(
-        gt, dt, "keypoints_crowd" if crowd else "keypoints",
+        coco_gt, dt, "keypoints_crowd" if crowd else "keypoints",
         kpt_oks_sigmas=np.asarray(sigmas, dtype=np.float64), use_area=not crowd, print_function=log.debug,
     )  # fmt: skip
     ev.evaluate()

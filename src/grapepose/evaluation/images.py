@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from grapepose.data.annotations import check_file_name
 from grapepose.data.image_io import read_image
 from grapepose.errors import DataError
 
@@ -28,11 +29,15 @@ class AnnotatedImage:
 def annotated_images(ann: dict[str, Any], root: str | os.PathLike[str], ann_path: str = "annotation") -> list[
     AnnotatedImage
 ]:
-    """The images of a parsed annotation file, with paths under `root`, sorted by id."""
+    """The images of a parsed annotation file, with paths under `root`, sorted by id (ids must be
+    integers, file names stay inside `root`)."""
     out = []
     for i, im in enumerate(ann.get("images", [])):
-        if "id" not in im or "file_name" not in im:
+        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             raise DataError(f"{ann_path}: images[{i}] lacks id or file_name")
+        if isinstance(im["id"], bool) or not isinstance(im["id"], int):
+            raise DataError(f"{ann_path}: image entry #{i}: id must be an integer, got {im['id']!r}")
+        check_file_name(im["file_name"], f"{ann_path}: image {im['id']}")
         out.append(AnnotatedImage(int(im["id"]), Path(root) / im["file_name"], im.get("height"), im.get("width")))
     return sorted(out, key=lambda x: x.id)
 

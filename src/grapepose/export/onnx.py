@@ -121,7 +121,7 @@ def export_onnx(
     if program is None:  # pragma: no cover - only without dynamo
         raise GrapeposeError("ONNX export produced no program")
     if config is not None:
-        program.model.metadata_props[CONFIG_KEY] = json.dumps(config_to_dict(config))
+        program.model.metadata_props[CONFIG_KEY] = json.dumps(config_to_dict(config.resolved()))
     path = Path(path)
     try:
         with atomic_path(path) as tmp:

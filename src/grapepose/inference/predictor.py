@@ -22,7 +22,7 @@ from grapepose.inference.decode import decode_maps
 from grapepose.inference.maps import merge_flip, to_pose_maps
 from grapepose.inference.preprocess import ImageTransform, flip_shift, image_transform, warp_image
 from grapepose.inference.result import PoseResult
-from grapepose.keypoints import KeypointSpec, flip_index_from_names, keypoint_spec
+from grapepose.keypoints import KeypointSpec, keypoint_spec
 from grapepose.utils.device import resolve_device, resolve_dtype  # resolve_dtype re-exported for old imports
 
 __all__ = ["Predictor", "ImageInput", "resolve_dtype", "model_keypoint_spec"]
@@ -33,21 +33,13 @@ ImageInput = Union[str, os.PathLike, np.ndarray, torch.Tensor]
 
 
 def model_keypoint_spec(model: nn.Module) -> KeypointSpec:
-    """The keypoint spec a model was trained with: `model.config.data` overrides, else built-in by K."""
+    """The keypoint spec a model describes itself with: `model.config.keypoint_spec`."""
     cfg = getattr(model, "config", None)
-    k = cfg.model.num_keypoints if isinstance(cfg, Config) else getattr(model, "num_keypoints", None)
+    if isinstance(cfg, Config):
+        return cfg.keypoint_spec
+    k = getattr(model, "num_keypoints", None)
     if k is None:
         raise ConfigError("model has neither `.config` nor `.num_keypoints`; pass `spec=` to the Predictor")
-    if isinstance(cfg, Config) and cfg.data.flip_index:
-        base = keypoint_spec(k) if k in (14, 17) else None
-        names = cfg.data.keypoint_names or (base.names if base else tuple(f"kp{i}" for i in range(k)))
-        sigmas = cfg.data.sigmas or (base.sigmas if base else (0.05,) * k)
-        return KeypointSpec(tuple(names), tuple(cfg.data.flip_index), tuple(sigmas))
-    if isinstance(cfg, Config) and cfg.data.keypoint_names:
-        names = cfg.data.keypoint_names
-        base = keypoint_spec(k) if k in (14, 17) else None
-        sigmas = cfg.data.sigmas or (base.sigmas if base else (0.05,) * k)
-        return KeypointSpec(tuple(names), flip_index_from_names(names), tuple(sigmas))
     return keypoint_spec(int(k))
 
 

@@ -9,7 +9,7 @@ Example:
 
 from grapepose.models.backbone import HRNET_WIDTHS, HRNetBackbone
 from grapepose.models.blocks import AdaptiveBlock, BasicBlock, ConvBNReLU, Head
-from grapepose.models.build import build_model, model_config_of
+from grapepose.models.build import build_model, model_config_of, model_metadata
 from grapepose.models.checkpoint import (
     init_backbone_from_imagenet,
     load_model,
@@ -23,6 +23,6 @@ from grapepose.models.transformer import TransformerDecoder, TransformerEncoder,
 __all__ = [
     "AdaptiveBlock", "BasicBlock", "ConvBNReLU", "GLOBAL_CONTEXT_MODULES", "GrapeNet", "GrapeOutput", "HRNET_WIDTHS",
     "HRNetBackbone", "Head", "TransformerDecoder", "TransformerEncoder", "build_model", "init_backbone_from_imagenet",
-    "load_model", "load_state_dict_strict", "model_config_of", "read_checkpoint", "save_model",
+    "load_model", "load_state_dict_strict", "model_config_of", "model_metadata", "read_checkpoint", "save_model",
     "sine_position_encoding",
 ]  # fmt: skip

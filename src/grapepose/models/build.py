@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Any
 
-from grapepose.config import Config, ModelConfig, load_config
+from torch import nn
+
+from grapepose.config import Config, ModelConfig, config_to_dict, load_config
 from grapepose.models.grape import GrapeNet
 
-__all__ = ["build_model", "model_config_of"]
+__all__ = ["build_model", "model_config_of", "model_metadata"]
 
 
 def _as_config(spec: str | os.PathLike[str] | Config | ModelConfig | None) -> Config:
@@ -55,4 +58,17 @@ def model_config_of(model: GrapeNet) -> Config:
     if isinstance(cfg, Config) and cfg.model == model_cfg:
         return cfg
     base = cfg if isinstance(cfg, Config) else load_config(f"{'crowdpose' if h['num_keypoints'] == 14 else 'coco'}_w32")
-    return dataclasses.replace(base, model=model_cfg)
+    keypoints = base.keypoints if base.model.num_keypoints == model_cfg.num_keypoints else None
+    return dataclasses.replace(base, model=model_cfg, keypoints=keypoints)
+
+
+def model_metadata(model: nn.Module) -> dict[str, Any]:
+    """What a model file stores about `model` (a `GrapeNet`, possibly wrapped, or anything with a
+    `.config`): `config_to_dict` of its config with the keypoint spec resolved (names, flip index,
+    OKS sigmas, skeleton under `"keypoints"`). safetensors and ONNX files both write this."""
+    while isinstance(getattr(model, "module", None) or getattr(model, "_orig_mod", None), nn.Module):
+        model = getattr(model, "module", None) or model._orig_mod  # DDP / torch.compile wrappers
+    cfg = model_config_of(model) if isinstance(model, GrapeNet) else getattr(model, "config", None)
+    if not isinstance(cfg, Config):
+        raise TypeError(f"{type(model).__name__} has no grapepose Config")
+    return config_to_dict(cfg.resolved())

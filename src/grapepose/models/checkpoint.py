@@ -81,7 +81,7 @@ def save_model(
         if half and t.is_floating_point() and name.rsplit(".", 1)[0] + "." not in bn_names:
             t = t.half()
         tensors[name] = t.contiguous()
-    metadata = {"format": FORMAT, "version": FORMAT_VERSION, "config": json.dumps(config_to_dict(cfg))}
+    metadata = {"format": FORMAT, "version": FORMAT_VERSION, "config": json.dumps(config_to_dict(cfg.resolved()))}
     atomic_save(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
@@ -104,7 +104,10 @@ def _read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, Tensor]]:
 
 def _read_torch(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # A file object, not the path: torch.load hands `*.safetensors` paths to safetensors, and a
+        # PyTorch file given that name must still be read by its content (sniffed by the caller).
+        with open(path, "rb") as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Unsupported global" in str(e):
             raise CheckpointError(
@@ -227,6 +230,8 @@ def _config_for(path: Path, sd: Mapping[str, Tensor], stored: Config | None, pre
                 raise CheckpointError(
                     f"{path}: the file has a {backbone} backbone but preset {name} uses {cfg.model.backbone}"
                 )
+        if stored is not None and stored.keypoints is not None and stored.model.num_keypoints == cfg.model.num_keypoints:
+            cfg = dataclasses.replace(cfg, keypoints=stored.keypoints)  # the file knows its keypoints best
         return cfg
     if stored is not None:
         return stored
@@ -236,7 +241,8 @@ def _config_for(path: Path, sd: Mapping[str, Tensor], stored: Config | None, pre
     cfg = load_config(f"{'crowdpose' if k == 14 else 'coco'}_{backbone_info(backbone).suffix}")
     model_cfg = dataclasses.replace(cfg.model, num_keypoints=k, global_context=global_context)
     log.info("%s: no config stored; using %s (K=%d, %s)", path, cfg.name, k, backbone)
-    return dataclasses.replace(cfg, model=model_cfg)
+    keypoints = cfg.keypoints if cfg.model.num_keypoints == k else None
+    return dataclasses.replace(cfg, model=model_cfg, keypoints=keypoints)
 
 
 def load_model(

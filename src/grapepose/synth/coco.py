@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -13,9 +15,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from grapepose.data.annotations import check_keypoint_annotations
 from grapepose.errors import GrapeposeError
 from grapepose.keypoints import KeypointSpec, keypoint_spec
-from grapepose.synth.scene import Scene, SynthPerson, check_params, compose_scene
+from grapepose.synth.scene import Scene, SynthPerson, check_params, check_seed, compose_scene
 from grapepose.synth.skeleton import spec_to_joints
 from grapepose.utils.io import atomic_write_bytes, atomic_write_json
 
@@ -107,20 +110,29 @@ def generate_dataset(
     workers: int = 1,
     fmt: str = "jpg",
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write `num_images` synthetic images to `out_dir/images/` and `out_dir/annotations.json`.
 
     Image i (id i, file `{i:06d}.{fmt}`) depends only on (seed, i), so the result is the same
-    whatever `workers` is. Annotation ids run from 1 in image order.
+    whatever `workers` is. Annotation ids run from 1 in image order. The dataset is built in a
+    hidden folder beside `out_dir` and renamed onto it when complete, so an interrupted run
+    (Ctrl-C, an error) leaves nothing, never images without annotations. The annotations pass the
+    same validation as training and evaluation input.
+
+    Args:
+        overwrite: replace a non-empty `out_dir` (default: refuse it).
 
     Returns:
         Summary: annotation path, image and person counts, mean crowd index and images per
         crowd level (easy/medium/hard).
 
     Raises:
-        GrapeposeError: unknown preset, keypoint set or format; size < 64; counts < 1; `out_dir` is a file.
+        GrapeposeError: unknown preset, keypoint set or format; size outside [64, 4096]; seed
+            outside [0, 2**32 - 1]; counts < 1; `out_dir` is a file or (without `overwrite`) not empty.
     """
     check_params(preset, size)
+    check_seed(seed)
     spec = keypoint_spec(keypoints) if isinstance(keypoints, str) else keypoints
     spec_to_joints(spec)  # fail early on keypoints the figures do not have
     if int(num_images) != num_images or num_images < 1:
@@ -132,8 +144,44 @@ def generate_dataset(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise GrapeposeError(f"{out}: output path exists and is not a directory")
-    image_dir = out / "images"
-    image_dir.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise GrapeposeError(f"{out}: output folder is not empty; choose a new one or overwrite it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-", dir=out.parent))
+    except OSError as e:
+        raise GrapeposeError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
+    try:
+        summary = _write(tmp, out, preset, int(num_images), int(size), int(seed), keypoints, spec, int(workers), fmt,
+                         progress)  # fmt: skip
+        _move_into_place(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; otherwise the unfinished dataset
+    log.info("wrote %d images, %d people to %s", summary["images"], summary["people"], summary["annotations"])
+    return summary
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished folder `tmp` onto `out` (an existing `out` is moved aside first, then deleted)."""
+    old = None
+    if out.is_dir():
+        if any(out.iterdir()):
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+        else:
+            out.rmdir()
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write(
+    folder: Path, out: Path, preset: str, num_images: int, size: int, seed: int, keypoints: str | KeypointSpec,
+    spec: KeypointSpec, workers: int, fmt: str, progress: bool,
+) -> dict[str, Any]:  # fmt: skip
+    """Render the dataset into `folder`; the summary names the files as they will be under `out`."""
+    image_dir = folder / "images"
+    image_dir.mkdir()
     jobs = [(i, int(seed), preset, int(size), spec, str(image_dir), fmt) for i in range(int(num_images))]
     bar = tqdm(total=len(jobs), desc=f"synth {preset}", unit="img", disable=not progress)
     images: list[dict[str, Any]] = []
@@ -165,8 +213,10 @@ def generate_dataset(
                  "size": int(size), "keypoints": keypoints if isinstance(keypoints, str) else list(spec.names)},
         "images": images, "annotations": annotations, "categories": categories(spec),
     }  # fmt: skip
+    check_keypoint_annotations(data, "synthetic annotations", int_ids=True, need_area=True, need_bbox=True,
+                               need_crowd_index=True)  # fmt: skip
+    atomic_write_json(folder / "annotations.json", data)
     ann_path = out / "annotations.json"
-    atomic_write_json(ann_path, data)
     cis = np.array([im["crowdIndex"] for im in images])
     levels = [crowd_level(c) for c in cis]
     summary = {
@@ -175,6 +225,5 @@ def generate_dataset(
         "crowd_index_mean": round(float(cis.mean()), 4),
         **{lv: levels.count(lv) for lv in ("easy", "medium", "hard")},
     }  # fmt: skip
-    log.info("wrote %d images, %d people to %s", summary["images"], summary["people"], ann_path)
     return summary
 

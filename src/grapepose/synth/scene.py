@@ -23,6 +23,8 @@ __all__ = ["PRESETS", "MIN_SIZE", "SynthPerson", "Scene", "compose_scene", "rend
 
 PRESETS = ("sparse", "crowd", "hard")  # few separated people / loose groups / dense groups
 MIN_SIZE = 64
+MAX_SIZE = 4096  # one 4096² RGB image is 48 MiB; larger sides are a typo, not a dataset
+MAX_SEED = 2**32 - 1
 MAX_PEOPLE = 20  # COCO keypoint evaluation keeps at most 20 detections per image
 
 
@@ -87,8 +89,14 @@ def check_params(preset: str, size: int) -> None:
     """Raise GrapeposeError for an unknown preset or an image side below MIN_SIZE."""
     if preset not in PRESETS:
         raise GrapeposeError(f"synthetic data: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    if int(size) != size or size < MIN_SIZE:
-        raise GrapeposeError(f"synthetic data: image size must be an integer >= {MIN_SIZE}, got {size}")
+    if isinstance(size, bool) or int(size) != size or not MIN_SIZE <= size <= MAX_SIZE:
+        raise GrapeposeError(f"synthetic data: image size must be an integer in [{MIN_SIZE}, {MAX_SIZE}], got {size}")
+
+
+def check_seed(seed: int) -> None:
+    """Raise GrapeposeError for a seed outside [0, 2**32 - 1]."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise GrapeposeError(f"synthetic data: seed must be an integer in [0, {MAX_SEED}], got {seed}")
 
 
 def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:

@@ -1,0 +1,93 @@
+"""The one range check of every config field, run when a config section is made.
+
+Each rule reads as the message says it: `test.base_size must be > 0, got -64`,
+`data.flip_prob must be in [0, 1], got 2.0`, `train.amp must be one of auto, fp32, bf16, fp16, got 'x'`.
+Every float field must also be finite.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from grapepose.errors import ConfigError
+
+__all__ = ["RULES", "check_section"]
+
+_UNIT = "[0, 1]"
+# key -> rule: ">0", ">=0", ">=1", "[0, 1]", "[0, 1)", "odd>=1", "0|odd>=1", or a tuple of allowed strings.
+# Tuple-valued fields apply the rule to each item.
+RULES: dict[str, Any] = {
+    "model.num_keypoints": ">=1", "model.head_channels": ">=1", "model.d_model": ">=1", "model.nhead": ">=1",
+    "model.num_encoder_layers": ">=1", "model.num_decoder_layers": ">=1", "model.dim_feedforward": ">=1",
+    "model.dropout": "[0, 1)", "model.bn_momentum": _UNIT,
+    "data.output_size": ">0", "data.max_rotation": ">=0", "data.min_scale": ">0", "data.max_scale": ">0",
+    "data.max_translate": ">=0", "data.flip_prob": _UNIT, "data.sigma": ">=0", "data.center_sigma_extra": ">=0",
+    "data.bg_weight": ">=0", "data.offset_radius": ">=0", "data.visibility_radius": ">=0",
+    "data.flip_index": ">=0", "data.sigmas": ">=0", "data.num_workers": ">=0",
+    "data.dataset": ("coco", "crowdpose", "ochuman", "custom"),
+    "test.base_size": ">0", "test.scales": ">0", "test.flip_shift": ">=0", "test.max_people": ">=1",
+    "test.dtype": ("auto", "fp32", "bf16", "fp16"),
+    "test.center_threshold": _UNIT, "test.center_pool_kernel": "0|odd>=1", "test.multiscale_score_factor": ">=0",
+    "test.rescore_center_threshold": _UNIT, "test.visibility_threshold": _UNIT, "test.min_visible_joints": ">=0",
+    "test.nms_distance": ">=0", "test.nms_joints": ">=0", "test.snap_peaks": ">=0", "test.snap_pool_kernel": "odd>=1",
+    "test.snap_visibility_threshold": _UNIT, "test.refine_score_threshold": _UNIT, "test.refine_window": ">=1",
+    "test.refine_sigma": ">0", "test.refine_iterations": ">=0",
+    "train.epochs": ">=1", "train.batch_size": ">=1", "train.lr": ">0", "train.transformer_lr": ">=0",
+    "train.lr_split": ("global_context", "backbone"), "train.weight_decay": ">=0",
+    "train.schedule": ("step", "cosine"), "train.lr_steps": ">=0", "train.lr_factor": ">0",
+    "train.warmup_steps": ">=0", "train.grad_clip": ">=0", "train.amp": ("auto", "fp32", "bf16", "fp16"),
+    "train.seed": ">=0", "train.heatmap_loss_factor": ">=0", "train.offset_loss_factor": ">=0",
+    "train.refined_offset_loss_factor": ">=0", "train.visibility_loss_factor": ">=0", "train.smooth_l1_beta": ">0",
+    "train.focal_alpha": _UNIT, "train.focal_gamma": ">=0", "train.val_interval": ">=0", "train.log_interval": ">=1",
+    "train.steps_per_epoch": ">=0", "train.checkpoint_interval": ">=0",
+}  # fmt: skip
+
+_TEXT = {">0": "> 0", ">=0": ">= 0", ">=1": ">= 1", "odd>=1": "an odd number >= 1", "0|odd>=1": "0 or an odd number"}
+
+
+def _ok(rule: str, v: float) -> bool:
+    if rule == ">0":
+        return v > 0
+    if rule == ">=0":
+        return v >= 0
+    if rule == ">=1":
+        return v >= 1
+    if rule == "[0, 1]":
+        return 0 <= v <= 1
+    if rule == "[0, 1)":
+        return 0 <= v < 1
+    if rule == "odd>=1":
+        return v >= 1 and v % 2 == 1
+    if rule == "0|odd>=1":
+        return v == 0 or (v >= 1 and v % 2 == 1)
+    raise AssertionError(rule)  # pragma: no cover
+
+
+def _describe(rule: str) -> str:
+    return _TEXT.get(rule, f"in {rule}")
+
+
+def check_section(section: str, obj: Any) -> None:
+    """Check every field of config section `obj` (a dataclass instance) against `RULES`.
+
+    Raises:
+        ConfigError: `<section>.<field> must be <rule>, got <value>` for the first bad field.
+    """
+    for f in dataclasses.fields(obj):
+        key, value = f"{section}.{f.name}", getattr(obj, f.name)
+        items = value if isinstance(value, tuple) else (value,)
+        for v in items:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ConfigError(f"{key} must be a finite number, got {value if value is v else list(value)}")
+        rule = RULES.get(key)
+        if rule is None:
+            continue
+        for v in items:
+            if isinstance(rule, tuple):
+                if v not in rule:
+                    raise ConfigError(f"{key} must be one of {', '.join(rule)}, got {v!r}")
+            elif not _ok(rule, v):
+                shown = value if value is v else list(value)
+                raise ConfigError(f"{key} must be {_describe(rule)}, got {shown}")
