@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from grapepose.errors import ConfigError
 from grapepose.utils.device import resolve_device
 
 __all__ = ["DistInfo", "env_rank", "setup_distributed", "cleanup_distributed", "barrier", "all_reduce_mean",
