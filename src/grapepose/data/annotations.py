@@ -153,7 +153,11 @@ def _check_segmentation(segm: Any, where: str) -> None:
     for poly in segm:
         if not isinstance(poly, list) or len(poly) % 2 or len(poly) < 6:
             raise DataError(f"{where}: segmentation polygons must be lists of at least 3 (x, y) pairs")
-        if not all(_is_number(v) and math.isfinite(v) for v in poly):
+        try:
+            arr = np.asarray(poly)  # one C pass: strings or None give a non-numeric dtype
+        except ValueError:  # nested lists
+            arr = np.zeros((0, 0))
+        if arr.ndim != 1 or arr.dtype.kind not in "iuf" or not np.isfinite(arr).all():
             raise DataError(f"{where}: segmentation polygon holds a value that is not a finite number")
 
 
@@ -182,10 +186,15 @@ def _check_fields(a: dict[str, Any], where: str, k: int, need_area: bool, need_b
 
 def _check_keypoint_values(anns: list[dict[str, Any]], k: int, where: str) -> None:
     """Bulk check of the `keypoints` of `anns` (each a list of 3K entries)."""
-    for a in anns:  # non-numbers first: NumPy would silently accept "3" and True
-        if not all(_is_number(v) for v in a["keypoints"]):
-            raise DataError(f"{where}: annotation {a['id']}: keypoints are not all numbers")
-    kp = np.asarray([a["keypoints"] for a in anns], dtype=np.float64).reshape(len(anns), k, 3)
+    try:
+        kp = np.asarray([a["keypoints"] for a in anns])  # without dtype=: "3" or None make it non-numeric
+    except ValueError:  # a nested list among the values
+        kp = np.zeros(0, dtype=object)
+    if kp.dtype.kind not in "iufb":
+        for a in anns:
+            if not all(_is_number(v) for v in a["keypoints"]):
+                raise DataError(f"{where}: annotation {a['id']}: keypoints are not all numbers")
+    kp = kp.astype(np.float64).reshape(len(anns), k, 3)
     labelled = kp[..., 2] > 0
     bad = ~np.isfinite(kp).all(axis=(1, 2)) | (kp[..., 2] < 0).any(axis=1)
     bad |= ((kp[..., :2] < 0).any(axis=2) & labelled).any(axis=1)
