@@ -16,7 +16,7 @@ __all__ = ["build_model", "model_config_of", "model_metadata"]
 
 def _as_config(spec: str | os.PathLike[str] | Config | ModelConfig | None) -> Config:
     if isinstance(spec, ModelConfig):
-        return dataclasses.replace(Config(), model=spec)
+        return Config(model=spec)  # keypoints resolved for its K
     return load_config(spec)
 
 
