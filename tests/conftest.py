@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from grapepose.config import load_config
-from grapepose.data.image_io import normalize_images, read_image
+from grapepose.io.files import normalize_images, read_image
 from grapepose.models import build_model, save_model
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

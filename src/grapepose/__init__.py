@@ -31,10 +31,9 @@ _EXPORTS: dict[str, str] = {
     "save_model": "grapepose.models",
     "decode": "grapepose.inference",
     "Predictor": "grapepose.inference",
-    "PoseResult": "grapepose.inference",
     "evaluate_results": "grapepose.evaluation",
     "PoseEstimator": "grapepose.api",
-    "Poses": "grapepose.api",
+    "Poses": "grapepose.inference.result",
     "KeypointDataset": "grapepose.data",
     "TrainingDataset": "grapepose.data",
 }

@@ -11,20 +11,19 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from grapepose.config import PRESETS, Config, apply_overrides
-from grapepose.data.image_io import read_image
-from grapepose.errors import CheckpointError
+from grapepose.errors import CheckpointError, ConfigError
+from grapepose.inference.images import is_single_image
+from grapepose.inference.result import Poses
 from grapepose.keypoints import KeypointSpec
 from grapepose.tracking import PoseTracker
-from grapepose.visualize import draw_poses
 
 __all__ = ["PoseEstimator", "Poses", "DEMO_WEIGHTS", "resolve_weights", "spec_for_config"]
 
@@ -32,7 +31,7 @@ log = logging.getLogger(__name__)
 
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo.safetensors"
 
-ImageLike = Union[str, os.PathLike, np.ndarray]
+ImageLike = Any  # a path, PIL image, numpy array or torch tensor: see grapepose.inference.images
 
 
 def resolve_weights(source: str | os.PathLike[str]) -> Path:
@@ -56,53 +55,6 @@ def spec_for_config(config: Config) -> KeypointSpec:
     return config.keypoint_spec
 
 
-@dataclass
-class Poses:
-    """The people found in one image.
-
-    Attributes:
-        keypoints: `[N, K, 3]` float32 (x, y, score) in the image's pixels.
-        scores: `[N]` float32 person scores.
-        track_ids: `[N]` int64 ids stable across frames (only from `PoseEstimator.track`).
-        spec: what the K keypoints are (names, skeleton for drawing).
-    """
-
-    keypoints: np.ndarray
-    scores: np.ndarray
-    spec: KeypointSpec
-    track_ids: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    def __getitem__(self, index: Any) -> Poses:
-        """A subset of the people (an index, slice or boolean mask)."""
-        index = np.atleast_1d(np.arange(len(self))[index])
-        ids = None if self.track_ids is None else self.track_ids[index]
-        return Poses(self.keypoints[index], self.scores[index], self.spec, ids)
-
-    def to_coco(self, image_id: int = 0, **extra: Any) -> list[dict[str, Any]]:
-        """COCO results entries, one per person (`track_id` when tracked; `extra` keys added to each)."""
-        from grapepose.inference import PoseResult
-
-        entries = PoseResult(self.keypoints, self.scores).to_coco(image_id, track_ids=self.track_ids)
-        for entry in entries:
-            entry.update(extra)
-        return entries
-
-    def draw(self, image: ImageLike, black: bool = False, joint_threshold: float = 0.0) -> np.ndarray:
-        """The image (array or path) with every person's skeleton drawn, as `[H, W, 3]` uint8 RGB.
-
-        Each person has its own colour (its track id's, when tracked); joint scores set the opacity.
-        `black=True` draws on a black canvas of the image's size.
-        """
-        img = read_image(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
-        return draw_poses(
-            img, self.keypoints, self.spec.skeleton, ids=self.track_ids,
-            labels=self.track_ids is not None, joint_threshold=joint_threshold, black=black,
-        )  # fmt: skip
-
-
 class PoseEstimator:
     """A pose model with its test-time procedure: images in, `Poses` out.
 
@@ -122,9 +74,11 @@ class PoseEstimator:
         config = config if config is not None else getattr(model, "config", None)
         if config is None:
             raise CheckpointError("model has no .config; pass config=")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.config = config
         self.spec = spec_for_config(config)
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = batch_size
         self.predictor = Predictor(model, config, device, spec=self.spec, batch_size=self.batch_size)
         self.model = model
 
@@ -178,33 +132,26 @@ class PoseEstimator:
     def device(self) -> torch.device:
         return torch.device(self.predictor.device)
 
-    def predict(self, images: Iterable[ImageLike]) -> list[Poses]:
-        """Poses for every image (paths or `[H, W, 3]` RGB arrays), batched."""
-        return [self._wrap(r) for r in self.predictor(list(images))]
+    def predict(self, images: ImageLike | Iterable[ImageLike]) -> list[Poses]:
+        """Poses for every image, batched: a list, or a `[N, 3, H, W]` batch (see `grapepose.inference.images`).
 
-    def __call__(self, images: ImageLike | Sequence[ImageLike]) -> Poses | list[Poses]:
-        """Poses of one image (path or array) or a list of them (then a list of `Poses`)."""
-        if isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim in (2, 3)):
-            return self.predict([images])[0]
-        return self.predict(list(images))
+        Raises:
+            GrapeposeError: the first unusable image, in one line naming it.
+        """
+        return self.predictor(images)
+
+    def __call__(self, images: ImageLike | Iterable[ImageLike]) -> Poses | list[Poses]:
+        """`Poses` of one image (path, PIL image, `[H, W, 3]` / `[3, H, W]` array or tensor), or a list of
+        them for a list of images or a `[N, 3, H, W]` batch."""
+        if is_single_image(images):
+            return self.predictor(images)[0]
+        return self.predict(images)
 
     def track(self, frames: Iterable[ImageLike], tracker: PoseTracker | None = None) -> Iterator[Poses]:
         """Poses with stable `track_ids` for consecutive frames (e.g. `VideoReader(path)`), lazily, batched."""
         tracker = tracker or PoseTracker(self.spec.sigmas)
-        batch: list[ImageLike] = []
-        for frame in frames:
-            batch.append(frame)
-            if len(batch) == self.batch_size:
-                yield from self._tracked(batch, tracker)
-                batch = []
-        if batch:
-            yield from self._tracked(batch, tracker)
-
-    def _tracked(self, batch: list[ImageLike], tracker: PoseTracker) -> Iterator[Poses]:
-        for poses in self.predict(batch):
+        for poses in self.predictor.iter_predict(frames):
+            if isinstance(poses, Exception):
+                raise poses
             poses.track_ids = tracker.update(poses.keypoints)
             yield poses
-
-    def _wrap(self, result: Any) -> Poses:
-        kpts = np.asarray(result.keypoints, np.float32).reshape(-1, self.spec.num_keypoints, 3)
-        return Poses(kpts, np.asarray(result.scores, np.float32).reshape(-1), self.spec)

@@ -8,8 +8,8 @@ import pytest
 import grapepose
 import grapepose.api
 from grapepose.api import PoseEstimator, Poses
-from grapepose.data.image_io import read_image
 from grapepose.errors import CheckpointError
+from grapepose.io.files import read_image
 from grapepose.keypoints import CROWDPOSE_KEYPOINTS
 
 ROOT = Path(__file__).resolve().parents[2]

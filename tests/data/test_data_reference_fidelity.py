@@ -4,7 +4,7 @@ from _data_helpers import person, write_dataset
 from PIL import Image
 
 from grapepose.data import KeypointDataset
-from grapepose.data.image_io import read_image
+from grapepose.io.files import read_image
 
 
 def test_dataset_reads_stored_pixels_while_photos_get_exif_applied(tmp_path):

@@ -110,8 +110,8 @@ def test_onnxruntime_predictions_equal_pytorch(tiny_checkpoint, exported, shared
     from dataclasses import replace
 
     from grapepose.api import PoseEstimator
-    from grapepose.data.image_io import read_image
     from grapepose.io import VideoReader
+    from grapepose.io.files import read_image
 
     path, _ = exported
     # Without the Gaussian fit: on an untrained network's noisy maps a converged fit may land far

@@ -14,7 +14,7 @@ from PIL import Image
 from grapepose.config import TestConfig as Cfg
 from grapepose.errors import DataError, GrapeposeError
 from grapepose.evaluation import read_image_as_stored
-from grapepose.inference import PoseResult, Predictor, resolve_dtype
+from grapepose.inference import Poses, Predictor, resolve_dtype
 from grapepose.keypoints import CROWDPOSE_KEYPOINTS
 
 SPEC = CROWDPOSE_KEYPOINTS
@@ -27,7 +27,7 @@ def test_planted_pose_comes_back_in_original_pixels(cfg):
     img = draw_person(PERSON_640x425, SPEC, 425, 640)
     model = BlobModel(SPEC)
     (res,) = Predictor(model, cfg, device="cpu")(img)
-    assert isinstance(res, PoseResult) and len(res) == 1 and res.image_size == (425, 640)
+    assert isinstance(res, Poses) and len(res) == 1 and res.image_size == (425, 640)
     assert res.keypoints.dtype == np.float32 and res.keypoints.shape == (1, 14, 3)
     err = np.linalg.norm(res.keypoints[0, :, :2] - PERSON_640x425, axis=1)
     assert err.mean() < 0.25 and err.max() < 0.5
@@ -89,12 +89,12 @@ def test_image_formats_and_per_image_errors(tmp_path):
     model = NullModel()
     out = list(Predictor(model, Cfg(flip=False, base_size=128), device="cpu").iter_predict(inputs, batch_size=2))
     assert len(out) == len(inputs)
-    sizes = [o.image_size if isinstance(o, PoseResult) else None for o in out]
+    sizes = [o.image_size if isinstance(o, Poses) else None for o in out]
     assert sizes[:5] == [(50, 70), (30, 40), (45, 35), (3, 5), (60, 40)]  # EXIF applied: 60 x 40 becomes 40 wide
     assert isinstance(out[5], DataError) and "broken.jpg: cannot decode" in str(out[5])
     assert isinstance(out[6], DataError) and "missing.jpg: image file not found" in str(out[6])
     assert isinstance(out[7], DataError) and "image #7" in str(out[7]) and "aspect ratio" in str(out[7])
-    assert sizes[8] == (8200, 1100) and all(len(o) == 0 for o in out if isinstance(o, PoseResult))
+    assert sizes[8] == (8200, 1100) and all(len(o) == 0 for o in out if isinstance(o, Poses))
     assert isinstance(out[9], DataError) and str(out[9]).startswith("image #9: image array of shape (4, 4, 5)")
     assert isinstance(out[10], DataError) and "not_there.png" in str(out[10])
     # the stored-pixels reader used for evaluation ignores the EXIF rotation
@@ -104,12 +104,13 @@ def test_image_formats_and_per_image_errors(tmp_path):
 
 
 def test_to_coco_and_dtype():
-    res = PoseResult(np.arange(2 * 14 * 3, dtype=np.float32).reshape(2, 14, 3), np.array([0.9, 0.5], np.float32))
-    items = res.to_coco(7, track_ids=[3, 4])
+    res = Poses(np.arange(2 * 14 * 3, dtype=np.float32).reshape(2, 14, 3), np.array([0.9, 0.5], np.float32), SPEC)
+    res.track_ids = np.array([3, 4])
+    items = res.to_coco(7)
     assert json.loads(json.dumps(items))[1]["track_id"] == 4
     assert items[0]["image_id"] == 7 and items[0]["category_id"] == 1 and len(items[0]["keypoints"]) == 42
     assert items[0]["score"] == pytest.approx(0.9)
-    assert PoseResult.empty(17).to_coco(1) == []
+    assert Poses.empty(SPEC).to_coco(1) == []
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
     assert resolve_dtype("fp16", torch.device("cpu")) == torch.float16
     assert Predictor(NullModel(), Cfg(dtype="bf16"), device="cpu").dtype == torch.bfloat16

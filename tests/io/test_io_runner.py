@@ -5,34 +5,42 @@ import numpy as np
 import pytest
 
 import grapepose.io.runner as runner
-from grapepose.api import Poses
+from torch import nn
+
+from grapepose.config import TestConfig as Cfg
 from grapepose.errors import DataError
+from grapepose.inference import Poses, Predictor
 from grapepose.io import Source
 from grapepose.io.runner import PredictOptions, run_predict
 from grapepose.keypoints import COCO_KEYPOINTS
 
 
-class StandIn:
-    """Finds one person per frame whose x position is the frame's mean brightness."""
-
-    spec = COCO_KEYPOINTS
-    batch_size = 3
+class StandIn(Predictor):
+    """A real `Predictor` whose 'network' finds one person per frame at x = the frame's mean brightness."""
 
     def __init__(self) -> None:
+        super().__init__(nn.Identity(), Cfg(flip=False), device="cpu", spec=COCO_KEYPOINTS, batch_size=3)
         self.batches: list[int] = []
 
-    def predict(self, frames):
-        self.batches.append(len(frames))
+    def _predict_loaded(self, loaded):
+        self.batches.append(len(loaded))
+        return super()._predict_loaded(loaded)
+
+    def _predict_group(self, images, transforms, size):
         out = []
-        for f in frames:
-            if f.shape[0] < 8:
-                raise DataError("image #0: too small")
+        for f in images:
             k = np.zeros((1, 17, 3), np.float32)
             k[0, :, 0] = float(f.mean())
             k[0, :, 1] = np.arange(17) * 2
             k[0, :, 2] = 0.9
             out.append(Poses(k, np.array([0.9], np.float32), self.spec))
         return out
+
+    def _load(self, item, index, reader):
+        loaded = super()._load(item, index, reader)
+        if loaded[0].shape[0] < 8:
+            raise DataError(f"{item}: too small")
+        return loaded
 
 
 class FakeReader:
@@ -97,7 +105,7 @@ def test_unusable_frame_fails_only_its_input(tmp_path):
     sources = [Source("image", path=tmp_path / n) for n in ("a.png", "tiny.png", "b.png")]
     reported = []
     summary = run_predict(StandIn(), sources, PredictOptions(tmp_path / "out"), report=reported.append)
-    assert reported == summary.failures == [f"{tmp_path / 'tiny.png'}: image #0: too small"]
+    assert reported == summary.failures == [f"{tmp_path / 'tiny.png'}: too small"]
     assert [r["file_name"] for r in summary.results] == ["a.png", "b.png"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_pose.png", "b_pose.png"]
 
@@ -110,8 +118,9 @@ def test_ctrl_c_keeps_a_webcam_recording(tmp_path, fake_video):
     assert _frames(tmp_path / "out" / "webcam0_pose.mp4") == 3
 
 
-def test_ctrl_c_drops_a_half_processed_video(tmp_path, fake_video):
+def test_ctrl_c_keeps_the_finished_frames_of_a_video(tmp_path, fake_video):
     FakeReader.interrupt_after = 3
     summary = run_predict(StandIn(), [Source("video", path=fake_video)], PredictOptions(tmp_path / "out"))
-    assert summary.interrupted and summary.results == []
-    assert list((tmp_path / "out").iterdir()) == []  # no half-written video, no temporary file
+    assert summary.interrupted and [r["frame"] for r in summary.results] == [0, 1, 2]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip_pose.mp4"]  # no temporary file
+    assert _frames(tmp_path / "out" / "clip_pose.mp4") == 3  # a playable partial video

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from grapepose.data import Sample
-from grapepose.data.image_io import read_image
 from grapepose.errors import GrapeposeError
+from grapepose.io.files import read_image
 from grapepose.keypoints import CROWDPOSE_KEYPOINTS
 from grapepose.synth import SyntheticSource, generate_dataset
 from grapepose.synth.figure import sample_look

@@ -38,10 +38,10 @@ def _find_photos(explicit: Path | None) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     from grapepose.api import DEMO_WEIGHTS, PoseEstimator
     from grapepose.evaluation import evaluate_results, format_metrics_table
+    from grapepose.io.files import atomic_write_json
     from grapepose.io.runner import PredictOptions, run_predict
     from grapepose.io.sources import expand_sources
     from grapepose.synth import generate_dataset
-    from grapepose.utils.io import atomic_write_json
 
     trained = not (args.weights == "demo" and not DEMO_WEIGHTS.is_file())
     if trained:

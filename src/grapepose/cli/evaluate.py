@@ -98,8 +98,8 @@ def _run_model(args: argparse.Namespace) -> int:
         read_image_as_stored,
     )
     from grapepose.inference import Predictor
+    from grapepose.io.files import atomic_write_json
     from grapepose.models import load_model
-    from grapepose.utils.io import atomic_write_json
 
     ann = load_annotation(args.ann)
     check_ground_truth(ann, args.ann, args.kind or detect_kind(args.ann, ann))  # before any work

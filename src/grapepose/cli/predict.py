@@ -73,9 +73,9 @@ def _estimator(args: argparse.Namespace, overrides: list[str]):  # noqa: ANN202 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from grapepose.io.files import atomic_write_json
     from grapepose.io.runner import PredictOptions, run_predict
     from grapepose.io.sources import expand_sources
-    from grapepose.utils.io import atomic_write_json
 
     positional = [s for s in args.sources if _OVERRIDE.match(s) and not Path(s).exists()]
     specs = [s for s in args.sources if s not in positional]

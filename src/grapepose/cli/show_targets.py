@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from grapepose.config import load_config
     from grapepose.data import KeypointDataset, TrainingDataset
     from grapepose.errors import GrapeposeError
-    from grapepose.utils.io import atomic_save
+    from grapepose.io.files import atomic_save
 
     if args.num < 1:
         raise GrapeposeError(f"--num must be >= 1, got {args.num}")

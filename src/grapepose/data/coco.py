@@ -15,9 +15,9 @@ import numpy as np
 from grapepose.config import DataConfig
 from grapepose.data._masks import ignore_mask
 from grapepose.data.annotations import check_keypoint_annotations
-from grapepose.data.image_io import read_image
 from grapepose.data.sample import Sample
 from grapepose.errors import DataError
+from grapepose.io.files import read_image
 from grapepose.keypoints import KeypointSpec
 from grapepose.keypoints import resolve_keypoint_spec as resolve_spec
 

@@ -10,10 +10,10 @@ import torch
 
 from grapepose.config import DataConfig
 from grapepose.data.augment import Augmentation, Augmented
-from grapepose.data.image_io import IMAGENET_MEAN, IMAGENET_STD
 from grapepose.data.sample import Sample
 from grapepose.data.targets import Targets, build_targets
 from grapepose.errors import ConfigError, DataError
+from grapepose.io.files import IMAGENET_MEAN, IMAGENET_STD
 from grapepose.keypoints import KeypointSpec
 
 __all__ = ["SampleSource", "TrainingDataset"]

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from grapepose.errors import CheckpointError
-from grapepose.utils.io import atomic_save
+from grapepose.io.files import atomic_save
 
 __all__ = ["STATE_VERSION", "capture_rng", "restore_rng", "save_state", "load_state", "remove_stale_temporaries"]
 

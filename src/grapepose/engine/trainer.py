@@ -39,7 +39,7 @@ from grapepose.engine.sampling import BatchStream
 from grapepose.engine.setup import build_train_source, initialize_weights, seed_everything, source_spec
 from grapepose.engine.step import apply_update, forward_backward
 from grapepose.errors import CheckpointError, GrapeposeError
-from grapepose.utils.io import atomic_write_text
+from grapepose.io.files import atomic_write_text
 
 __all__ = ["Trainer", "FitResult", "NonFiniteLossError"]
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from grapepose.data.annotations import check_file_name
-from grapepose.data.image_io import read_image
 from grapepose.errors import DataError
+from grapepose.io.files import read_image
 
 __all__ = ["AnnotatedImage", "annotated_images", "read_image_as_stored"]
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from grapepose.config import Config, config_to_dict
 from grapepose.errors import GrapeposeError
-from grapepose.utils.io import atomic_path
+from grapepose.io.files import atomic_path
 
 __all__ = ["export_onnx", "deform_conv2d_to_onnx", "OUTPUT_NAMES", "INPUT_NAME", "CONFIG_KEY", "MIN_OPSET"]
 

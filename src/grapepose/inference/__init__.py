@@ -2,7 +2,7 @@
 
 Example:
     >>> from grapepose.inference import Predictor
-    >>> results = Predictor(model)(["a.jpg", "b.jpg"])     # list[PoseResult]
+    >>> results = Predictor(model)(["a.jpg", "b.jpg"])     # list[Poses]
     >>> results[0].keypoints.shape                          # (N, K, 3): x, y, score in image pixels
 """
 
@@ -10,10 +10,10 @@ from grapepose.inference.decode import DecodedPoses, decode, decode_maps
 from grapepose.inference.maps import PoseMaps, merge_flip, pose_field, to_pose_maps, upsample_maps
 from grapepose.inference.predictor import Predictor, model_keypoint_spec, resolve_dtype
 from grapepose.inference.preprocess import ImageTransform, flip_shift, image_transform, warp_image
-from grapepose.inference.result import PoseResult
+from grapepose.inference.result import Poses
 
 __all__ = [
-    "DecodedPoses", "ImageTransform", "PoseMaps", "PoseResult", "Predictor", "decode", "decode_maps", "flip_shift",
+    "DecodedPoses", "ImageTransform", "PoseMaps", "Poses", "Predictor", "decode", "decode_maps", "flip_shift",
     "image_transform", "merge_flip", "model_keypoint_spec", "pose_field", "resolve_dtype", "to_pose_maps",
     "upsample_maps", "warp_image",
 ]  # fmt: skip

@@ -1,60 +1,97 @@
-"""`PoseResult`: the people found in one image, in original-image pixels."""
+"""`Poses`: the people found in one image, in original-image pixels: the one result type.
+
+`Predictor`, `PoseEstimator` and `grapepose predict` all return it; it converts itself to COCO
+results entries (`to_coco`) and draws itself (`draw`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["PoseResult"]
+from grapepose.keypoints import KeypointSpec
+
+__all__ = ["Poses"]
 
 
 @dataclass
-class PoseResult:
-    """People found in one image.
+class Poses:
+    """The people found in one image.
 
     Attributes:
-        keypoints: `[N, K, 3]` float32 (x, y, score) in original-image pixels.
+        keypoints: `[N, K, 3]` float32 (x, y, score) in the original image's pixels.
         scores: `[N]` float32 person scores (mean joint score), descending.
-        image_size: original `(height, width)`, if known.
+        spec: what the K keypoints are (names, flip pairs, OKS sigmas, skeleton for drawing).
+        track_ids: `[N]` int64 ids stable across frames (set by tracking), else None.
+        image_size: the original image's `(height, width)`, if known.
     """
 
     keypoints: np.ndarray
     scores: np.ndarray
+    spec: KeypointSpec
+    track_ids: np.ndarray | None = None
     image_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        k = self.spec.num_keypoints
+        self.keypoints = np.asarray(self.keypoints, np.float32).reshape(-1, k, 3)
+        self.scores = np.asarray(self.scores, np.float32).reshape(-1)
+        if len(self.scores) != len(self.keypoints):
+            raise ValueError(f"{len(self.scores)} scores for {len(self.keypoints)} people")
+        if self.track_ids is not None:
+            self.track_ids = np.asarray(self.track_ids, np.int64).reshape(-1)
+            if len(self.track_ids) != len(self.scores):
+                raise ValueError(f"{len(self.track_ids)} track ids for {len(self.scores)} people")
+
+    @classmethod
+    def empty(cls, spec: KeypointSpec, image_size: tuple[int, int] | None = None) -> Poses:
+        """Nobody found."""
+        k = spec.num_keypoints
+        return cls(np.zeros((0, k, 3), np.float32), np.zeros((0,), np.float32), spec, image_size=image_size)
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
-    @classmethod
-    def empty(cls, num_keypoints: int, image_size: tuple[int, int] | None = None) -> PoseResult:
-        return cls(np.zeros((0, num_keypoints, 3), np.float32), np.zeros((0,), np.float32), image_size)
+    def __getitem__(self, index: Any) -> Poses:
+        """A subset of the people (an index, slice or boolean mask)."""
+        index = np.atleast_1d(np.arange(len(self))[index])
+        ids = None if self.track_ids is None else self.track_ids[index]
+        return Poses(self.keypoints[index], self.scores[index], self.spec, ids, self.image_size)
 
-    def to_coco(
-        self, image_id: int, track_ids: Sequence[int] | None = None, category_id: int = 1
-    ) -> list[dict[str, Any]]:
-        """COCO keypoint results: `{"image_id", "category_id", "keypoints": [x, y, s] * K, "score"}` per person.
+    def to_coco(self, image_id: int = 0, category_id: int = 1, **extra: Any) -> list[dict[str, Any]]:
+        """COCO keypoint results, one per person.
 
-        Args:
-            image_id: the image's id in the annotation file.
-            track_ids: optional per-person track ids, added as `"track_id"`.
-            category_id: COCO category (1 = person).
+        Each entry is `{"image_id", "category_id", "keypoints": [x, y, s] * K, "score"}`, plus
+        `"track_id"` when tracked and the `extra` keys (e.g. `file_name=`).
         """
-        if track_ids is not None and len(track_ids) != len(self):
-            raise ValueError(f"{len(track_ids)} track ids for {len(self)} people")
         out = []
         for i in range(len(self)):
             kp = self.keypoints[i].astype(np.float64)
             flat = [v for x, y, s in kp for v in (round(float(x), 3), round(float(y), 3), round(float(s), 5))]
             item: dict[str, Any] = {
-                "image_id": int(image_id),
-                "category_id": int(category_id),
-                "keypoints": flat,
+                "image_id": int(image_id), "category_id": int(category_id), "keypoints": flat,
                 "score": float(self.scores[i]),
-            }
-            if track_ids is not None:
-                item["track_id"] = int(track_ids[i])
+            }  # fmt: skip
+            if self.track_ids is not None:
+                item["track_id"] = int(self.track_ids[i])
+            item.update(extra)
             out.append(item)
         return out
+
+    def draw(self, image: Any, black: bool = False, joint_threshold: float = 0.0) -> np.ndarray:
+        """The image (array or path) with every person's skeleton drawn, as `[H, W, 3]` uint8 RGB.
+
+        Each person has its own colour (its track id's, when tracked); joint scores set the opacity.
+        `black=True` draws on a black canvas of the image's size.
+        """
+        from grapepose.io.files import read_image
+        from grapepose.visualize import draw_poses
+
+        img = read_image(image) if isinstance(image, (str, os.PathLike)) else np.asarray(image)
+        return draw_poses(
+            img, self.keypoints, self.spec.skeleton, ids=self.track_ids,
+            labels=self.track_ids is not None, joint_threshold=joint_threshold, black=black,
+        )  # fmt: skip

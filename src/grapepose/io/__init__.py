@@ -1,9 +1,33 @@
-"""Where frames come from (images, folders, globs, videos, webcams) and where drawn output goes."""
+"""Files in and out: image files and atomic output (`files`), inputs of `predict` (`sources`),
+videos (`video`) and the predict loop (`runner`).
 
-from grapepose.io.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Source, expand_sources, prefetch
-from grapepose.io.video import VideoReader, VideoWriter, write_image
+Names are imported lazily: `from grapepose.io.files import read_image` loads OpenCV and NumPy only,
+never the predict loop.
+"""
 
-__all__ = [
-    "Source", "expand_sources", "prefetch", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES",
-    "VideoReader", "VideoWriter", "write_image",
-]  # fmt: skip
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "read_image": "grapepose.io.files",
+    "write_image": "grapepose.io.files",
+    "atomic_path": "grapepose.io.files",
+    "atomic_write_json": "grapepose.io.files",
+    "IMAGE_SUFFIXES": "grapepose.io.files",
+    "Source": "grapepose.io.sources",
+    "expand_sources": "grapepose.io.sources",
+    "prefetch": "grapepose.io.sources",
+    "VIDEO_SUFFIXES": "grapepose.io.sources",
+    "VideoReader": "grapepose.io.video",
+    "VideoWriter": "grapepose.io.video",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'grapepose.io' has no attribute {name!r}")

@@ -1,14 +1,17 @@
-"""The predict loop: frames from many inputs, batched through an estimator, written as they finish.
+"""The predict loop: frames from many inputs through `Predictor.iter_predict`, written as they finish.
 
-Inputs are decoded in a background thread; frames are batched across images (a video's frames stay
-in order); each finished input writes its drawn image or video atomically. A bad input costs only
-itself: its error is reported as one line, nothing of it is written, and the rest go on.
+`iter_predict` is the one read-ahead (inputs are walked in a background thread, files decoded in
+reader threads) and the one per-image error path: a bad input costs only itself, its error is
+reported as one line, and the rest go on. Each finished image (or video frame) is drawn, appended to
+the journal (when one is given) and kept; on Ctrl-C or SIGTERM the frames already finished stay:
+the drawn images, the partial videos (closed, playable) and their results.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +20,19 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from grapepose.data.image_io import read_image
 from grapepose.errors import GrapeposeError
-from grapepose.io.sources import Source, prefetch
-from grapepose.io.video import VideoReader, VideoWriter, write_image
+from grapepose.io.files import read_image, write_image
+from grapepose.io.sources import Source
+from grapepose.io.video import VideoReader, VideoWriter
 from grapepose.tracking import PoseTracker
 
-__all__ = ["PredictOptions", "PredictSummary", "run_predict"]
+__all__ = ["PredictOptions", "PredictSummary", "OutputError", "run_predict"]
 
 log = logging.getLogger(__name__)
+
+
+class OutputError(GrapeposeError):
+    """An output could not be written (e.g. the disk is full): the run stops, finished work is kept."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,10 @@ class PredictOptions:
 
 @dataclass
 class PredictSummary:
-    """Outcome of a run: COCO results of the inputs that succeeded and one line per failure."""
+    """Outcome of a run: COCO results of the frames that finished and one line per failed input.
+
+    `fatal` is set when an output could not be written and the run stopped early.
+    """
 
     results: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -59,14 +69,14 @@ class PredictSummary:
     frames: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    fatal: str | None = None
 
 
 class _Unit:
-    """Output state of one input: its results and (for videos) its open writers."""
+    """Output state of one input: its drawn image(s) or (for videos) its open writers."""
 
     def __init__(self, src: Source, stem: str, opts: PredictOptions, fps: float = 30.0) -> None:
         self.src, self.stem, self.opts, self.fps = src, stem, opts, fps
-        self.results: list[dict[str, Any]] = []
         self.writers: list[VideoWriter] = []
         self.paths: list[Path] = []
 
@@ -81,7 +91,10 @@ class _Unit:
         if self.src.kind == "image":
             suffix = self.src.path.suffix.lower() if self.src.path is not None else ".jpg"
             for path, img in zip(self._names(suffix), drawn):
-                write_image(path, img)
+                try:
+                    write_image(path, img)
+                except OSError as e:
+                    raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
                 self.paths.append(path)
             return
         if not self.writers:
@@ -91,13 +104,63 @@ class _Unit:
             writer.write(img)
 
     def close(self, discard: bool = False) -> list[Path]:
+        """Finish the outputs (a video so far is a playable file) or, with `discard`, remove them."""
         for w in self.writers:
             w.close(discard=discard)
         if discard:  # e.g. the drawn image was written but its black twin failed
             for p in self.paths:
                 p.unlink(missing_ok=True)
             return []
-        return self.paths + [w.path for w in self.writers]
+        return self.paths + [w.path for w in self.writers if w.frames]
+
+
+@dataclass
+class _Frame:
+    """One item of the predict stream: an image file, a decoded video frame, or an input's error."""
+
+    src: Source
+    index: int
+    data: Path | np.ndarray | GrapeposeError
+    fps: float = 30.0
+    total: int | None = None
+
+    def __str__(self) -> str:
+        return str(self.src) if self.src.kind == "image" else f"{self.src} frame {self.index}"
+
+
+def _read(frame: _Frame) -> np.ndarray:
+    """`iter_predict`'s reader: the frame's pixels (reading image files in its reader threads)."""
+    if isinstance(frame.data, GrapeposeError):
+        raise frame.data
+    if isinstance(frame.data, np.ndarray):
+        return frame.data
+    return read_image(frame.data)
+
+
+def _frames(sources: list[Source], max_frames: int) -> Iterator[_Frame]:
+    """Every input's frames in order; an input that cannot be opened or decoded yields its error."""
+    for src in sources:
+        if src.kind == "image":
+            assert src.path is not None
+            yield _Frame(src, 0, src.path)
+            continue
+        try:
+            reader = VideoReader(src.index if src.kind == "webcam" else src.path)  # type: ignore[arg-type]
+        except GrapeposeError as e:
+            yield _Frame(src, 0, e)
+            continue
+        i = 0
+        try:
+            n = reader.frame_count
+            total = min(n, max_frames) if n and max_frames else n
+            for i, frame in enumerate(reader):
+                if max_frames and i >= max_frames:
+                    break
+                yield _Frame(src, i, frame, reader.fps, total)
+        except GrapeposeError as e:
+            yield _Frame(src, i, e)
+        finally:
+            reader.close()
 
 
 def _output_stems(sources: list[Source]) -> dict[Source, str]:
@@ -115,11 +178,17 @@ class _ImageIds:
     """COCO image ids: an image named by a number (COCO/CrowdPose style) keeps it; others count up."""
 
     def __init__(self, sources: list[Source]) -> None:
-        self.reserved = {int(s.stem) for s in sources if s.kind == "image" and s.stem.isdigit()}
+        numbered = [s for s in sources if s.kind == "image" and s.stem.isdigit()]
+        counts = Counter(int(s.stem) for s in numbered)
+        self.reserved = {n for n, c in counts.items() if c == 1}
+        shared = [s for s in numbered if counts[int(s.stem)] > 1]
+        if shared:  # e.g. a/001.jpg and b/001.jpg: one id for two images would merge them in evaluation
+            log.warning("%d images share a numbered name with another input (first: %s): they get fresh image ids",
+                        len(shared), shared[0])  # fmt: skip
         self.next = 0
 
     def __call__(self, src: Source) -> int:
-        if src.kind == "image" and src.stem.isdigit():
+        if src.kind == "image" and src.stem.isdigit() and int(src.stem) in self.reserved:
             return int(src.stem)
         while self.next in self.reserved:
             self.next += 1
@@ -127,165 +196,122 @@ class _ImageIds:
         return self.next - 1
 
 
-def _events(sources: list[Source], max_frames: int) -> Iterator[tuple[Any, ...]]:
-    """("start", src, fps, n) / ("frame", src, index, rgb) / ("end", src) / ("fail", src, message)."""
-    for src in sources:
-        if src.kind == "image":
-            try:
-                assert src.path is not None
-                image = read_image(src.path)
-            except GrapeposeError as e:
-                yield ("fail", src, str(e))
-                continue
-            yield ("frame", src, 0, image)
-            continue
-        try:
-            reader = VideoReader(src.index if src.kind == "webcam" else src.path)  # type: ignore[arg-type]
-        except GrapeposeError as e:
-            yield ("fail", src, str(e))
-            continue
-        try:
-            n = reader.frame_count
-            yield ("start", src, reader.fps, min(n, max_frames) if n and max_frames else n)
-            for i, frame in enumerate(reader):
-                if max_frames and i >= max_frames:
-                    break
-                yield ("frame", src, i, frame)
-        except GrapeposeError as e:
-            yield ("fail", src, str(e))
-            continue
-        finally:
-            reader.close()
-        yield ("end", src)
-
-
-def _predict(estimator: Any, frames: list[np.ndarray]) -> list[Any]:
-    """`estimator.predict(frames)`; if one frame is unusable, the others' poses and that frame's error."""
-    try:
-        return list(estimator.predict(frames))
-    except GrapeposeError as e:
-        if len(frames) == 1:
-            return [e]
-    out: list[Any] = []
-    for frame in frames:
-        try:
-            out.extend(estimator.predict([frame]))
-        except GrapeposeError as e:
-            out.append(e)
-    return out
-
-
 def run_predict(
-    estimator: Any, sources: list[Source], opts: PredictOptions, report: Callable[[str], None] = log.error
+    estimator: Any, sources: list[Source], opts: PredictOptions, report: Callable[[str], None] = log.error,
+    journal: Any = None,
 ) -> PredictSummary:
-    """Predict poses for every input and write results as inputs finish.
+    """Predict poses for every input and write results as frames finish.
 
     Args:
-        estimator: a `PoseEstimator` (`predict(list of RGB arrays) -> list[Poses]`, `batch_size`, `spec`).
+        estimator: a `PoseEstimator` or a `Predictor` (anything with `iter_predict`, `batch_size`, `spec`).
         sources: inputs from `expand_sources`.
         opts: what to write.
         report: called with one line per failed input, as it happens.
+        journal: receives `add(entries)` for every finished frame and `sync()` after every batch
+            (see `grapepose.io.journal.Journal`).
 
     Returns:
-        The summary; `results` holds the COCO entries of the inputs that succeeded, in input order.
+        The summary; `results` holds the COCO entries of every finished frame, in input order.
     """
+    predictor = getattr(estimator, "predictor", estimator)
     summary = PredictSummary()
     stems = _output_stems(sources)
     image_id = _ImageIds(sources)
     units: dict[Source, _Unit] = {}
-    done: dict[Source, list[dict[str, Any]]] = {}
+    failed: set[Source] = set()
     trackers: dict[Any, PoseTracker] = {}
-    pending: list[tuple[Source, int, np.ndarray]] = []
-    bs = max(1, int(estimator.batch_size))
+    bs = max(1, int(predictor.batch_size))
 
     def fail(src: Source, message: str) -> None:
+        failed.add(src)
         unit = units.pop(src, None)
-        if unit is not None:
-            unit.close(discard=True)
+        if unit is not None:  # frames finished before the fault stay (a playable partial video)
+            summary.written.extend(unit.close())
         summary.failures.append(message)
         report(message)
 
     def finish(src: Source) -> None:
-        unit = units.pop(src)
-        try:
+        unit = units.pop(src, None)
+        if unit is not None:
             summary.written.extend(unit.close())
-        except (GrapeposeError, OSError) as e:
-            fail(src, str(e))
-            return
-        done[src] = unit.results
 
-    def flush() -> None:
-        if not pending:
-            return
-        batch = list(pending)
-        pending.clear()
-        for (src, index, frame), poses in zip(batch, _predict(estimator, [f for _, _, f in batch])):
-            if src not in units:  # its input failed after these frames were queued
-                continue
-            if isinstance(poses, GrapeposeError):
-                fail(src, f"{src}: {poses}")
-                continue
-            if opts.score_threshold > 0:  # 0 keeps everyone, even the (meaningless) negative scores
-                poses = poses[poses.scores >= opts.score_threshold]
-            if opts.track:
-                key = src.group if src.kind == "image" else src
-                tracker = trackers.setdefault(key, PoseTracker(estimator.spec.sigmas))
-                poses.track_ids = tracker.update(poses.keypoints)
-            extra: dict[str, Any] = {"file_name": src.name}
-            if src.kind != "image":
-                extra = {"video": src.name, "frame": index}
-            units[src].results.extend(poses.to_coco(image_id(src), **extra))
-            try:
-                units[src].add(frame, poses)
-            except (GrapeposeError, OSError) as e:
-                fail(src, f"{src}: cannot write output ({getattr(e, 'strerror', None) or e})")
-                continue
-            bar.update(1)
-            summary.frames += 1
-            if src.kind == "image":
-                finish(src)
+    def sync() -> None:
+        if journal is not None:
+            journal.sync()
 
     total = sum(s.kind == "image" for s in sources)
     start = time.perf_counter()
     bar = tqdm(total=total, unit="img", desc="predict", dynamic_ncols=True, disable=None, leave=False)
-    events = prefetch(_events(sources, opts.max_frames), depth=2 * bs)
-    current: Source | None = None
+    stream = predictor.iter_predict(_frames(sources, opts.max_frames), reader=_read, with_inputs=True)
+    video: Source | None = None  # the video whose frames are arriving
+    done_in_batch = 0
     try:
-        for event in events:
-            kind, src = event[0], event[1]
-            current = src
-            if kind == "fail":
-                pending[:] = [p for p in pending if p[0] != src]
-                fail(src, event[2])
-            elif kind == "start":
-                units[src] = _Unit(src, stems[src], opts, fps=event[2])
-                if event[3]:
-                    bar.total = (bar.total or 0) + event[3]
+        for frame, image, poses in stream:
+            src = frame.src
+            if video is not None and video is not src:
+                finish(video)
+                video = None
+            if src in failed:
+                continue
+            if isinstance(poses, GrapeposeError):
+                fail(src, str(poses))
+                continue
+            if src.kind != "image" and src not in units:
+                units[src] = _Unit(src, stems[src], opts, fps=frame.fps)
+                if frame.total:
+                    bar.total = (bar.total or 0) + frame.total
                     bar.refresh()
-            elif kind == "frame":
-                if src not in units:
-                    units[src] = _Unit(src, stems[src], opts)
-                pending.append((src, event[2], event[3]))
-                if len(pending) >= bs:
-                    flush()
-            elif kind == "end":
-                flush()
-                if src in units:
-                    finish(src)
-        flush()
-    except KeyboardInterrupt:
-        # Ctrl-C is how a webcam run ends: keep what it recorded; anything else stopped midway is dropped.
+            if opts.score_threshold > 0:  # 0 keeps everyone, even the (meaningless) negative scores
+                poses = poses[poses.scores >= opts.score_threshold]
+            if opts.track:
+                key = src.group if src.kind == "image" else src
+                tracker = trackers.setdefault(key, PoseTracker(predictor.spec.sigmas))
+                poses.track_ids = tracker.update(poses.keypoints)
+            extra: dict[str, Any] = {"file_name": src.name}
+            if src.kind != "image":
+                extra = {"video": src.name, "frame": frame.index}
+            entries = poses.to_coco(image_id(src), **extra)
+            unit = units.setdefault(src, _Unit(src, stems[src], opts))
+            try:
+                unit.add(image, poses)
+            except OutputError as e:
+                summary.fatal = str(e)
+                break
+            except GrapeposeError as e:
+                fail(src, f"{src}: cannot write output ({e})")
+                continue
+            if journal is not None:
+                try:
+                    journal.add(entries)
+                except OSError as e:
+                    summary.fatal = f"{journal.path}: cannot write ({e.strerror or e})"
+                    break
+            summary.results.extend(entries)
+            summary.frames += 1
+            bar.update(1)
+            if src.kind == "image":
+                finish(src)
+            else:
+                video = src
+            done_in_batch += 1
+            if done_in_batch >= bs:
+                sync()
+                done_in_batch = 0
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: what finished so far is kept
         summary.interrupted = True
-        events.close()
-        if current is not None and current.kind == "webcam" and current in units:
-            pending[:] = [p for p in pending if p[0] == current]
-            flush()
-            if current in units:
-                finish(current)
-        for src in list(units):
-            units.pop(src).close(discard=True)
+    except OSError as e:
+        summary.fatal = f"{getattr(e, 'filename', None) or opts.out_dir}: cannot write ({e.strerror or e})"
     finally:
+        stream.close()
         bar.close()
+        for src in list(units):
+            try:
+                finish(src)
+            except OSError as e:
+                summary.fatal = summary.fatal or f"{src}: cannot finish its output ({e.strerror or e})"
+        try:
+            sync()
+        except OSError as e:
+            summary.fatal = summary.fatal or f"{journal.path}: cannot write ({e.strerror or e})"
     summary.seconds = time.perf_counter() - start
-    summary.results = [r for s in sources if s in done for r in done[s]]
     return summary

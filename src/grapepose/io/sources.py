@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from grapepose.data.image_io import IMAGE_SUFFIXES
+from grapepose.io.files import IMAGE_SUFFIXES
 
 __all__ = ["Source", "expand_sources", "prefetch", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
 

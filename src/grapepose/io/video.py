@@ -1,4 +1,4 @@
-"""Video decoding and encoding with OpenCV, and atomic image writing.
+"""Video decoding and encoding with OpenCV.
 
 Readers yield RGB frames; writers take RGB frames and encode mp4 (`mp4v`) into a temporary file
 that replaces the target only when the video is complete, so a failed run leaves no half-written
@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 
 from grapepose.errors import DataError, GrapeposeError
-from grapepose.utils.io import atomic_path, atomic_write_bytes
+from grapepose.io.files import atomic_path, write_image
 
-__all__ = ["VideoReader", "VideoWriter", "write_image"]
+__all__ = ["VideoReader", "VideoWriter", "write_image"]  # write_image lives in grapepose.io.files
 
 # FFmpeg prints its own diagnostics for broken files; our error line says it once, clearly.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -141,12 +141,3 @@ class VideoWriter(AbstractContextManager["VideoWriter"]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close(discard=exc_type is not None)
-
-
-def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
-    """Encode `[H, W, 3]` uint8 RGB by the file's extension and write it atomically."""
-    p = Path(path)
-    ok, buf = cv2.imencode(p.suffix or ".jpg", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise GrapeposeError(f"{p}: cannot encode image as {p.suffix!r}")
-    atomic_write_bytes(p, buf.tobytes())

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from grapepose.backbones import backbone_info
 from grapepose.config import Config, config_from_dict, config_to_dict, load_config
 from grapepose.errors import CheckpointError, ConfigError
+from grapepose.io.files import atomic_save
 from grapepose.models.authors import (
     from_reference_names,
     infer_architecture,
@@ -32,7 +33,6 @@ from grapepose.models.authors import (
 )
 from grapepose.models.build import build_model, model_config_of
 from grapepose.models.grape import GrapeNet
-from grapepose.utils.io import atomic_save
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "init_backbone_from_imagenet", "load_model", "load_state_dict_strict",

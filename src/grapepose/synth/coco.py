@@ -17,10 +17,10 @@ from tqdm import tqdm
 
 from grapepose.data.annotations import check_keypoint_annotations
 from grapepose.errors import GrapeposeError
+from grapepose.io.files import atomic_write_bytes, atomic_write_json
 from grapepose.keypoints import KeypointSpec, keypoint_spec
 from grapepose.synth.scene import Scene, SynthPerson, check_params, check_seed, compose_scene
 from grapepose.synth.skeleton import spec_to_joints
-from grapepose.utils.io import atomic_write_bytes, atomic_write_json
 
 __all__ = ["categories", "crowd_index", "crowd_level", "scene_rng", "generate_dataset"]
 

@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from grapepose.utils.io import atomic_path, atomic_write_json
+from grapepose.io.files import atomic_path, atomic_write_json
 
 
 def test_atomic_write_creates_parents_and_normal_permissions(tmp_path):

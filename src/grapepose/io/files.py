@@ -1,0 +1,155 @@
+"""Reading and writing image files, and atomic file output: the one I/O module everything uses.
+
+Inference, training, evaluation and the synthetic-data writer all read photos with `read_image`
+and write finished files through `atomic_path` (a temporary file renamed onto the target), so a
+failed or interrupted run never leaves a half-written file. This module imports only OpenCV and
+NumPy: reading a photo does not pull in training or evaluation code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from grapepose.errors import DataError, GrapeposeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = [
+    "IMAGE_SUFFIXES", "IMAGENET_MEAN", "IMAGENET_STD", "as_rgb_uint8", "atomic_path", "atomic_save",
+    "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "normalize_images", "read_image",
+    "write_image",
+]  # fmt: skip
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+# ---------------------------------------------------------------- images
+def read_image(path: str | os.PathLike[str], apply_exif: bool = True) -> np.ndarray:
+    """Read an image file as `[H, W, 3]` uint8 RGB, with its EXIF orientation applied unless told not to.
+
+    Grayscale, RGBA (alpha dropped) and 16-bit files become 8-bit RGB. Keypoint datasets (COCO,
+    CrowdPose, OCHuman) were annotated on the stored pixels, so their readers pass `apply_exif=False`
+    (as the reference does with `IMREAD_IGNORE_ORIENTATION`); photos from users want it applied.
+
+    Raises:
+        DataError: the file is missing or cannot be decoded, naming the file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        if p.is_symlink():
+            raise DataError(f"{p}: broken symbolic link (its target {os.readlink(p)} does not exist)")
+        raise DataError(f"{p}: image file not found")
+    try:
+        buf = np.fromfile(p, dtype=np.uint8)  # imdecode handles non-ASCII paths that imread does not
+    except OSError as e:
+        raise DataError(f"{p}: cannot read image ({e.strerror or e})") from None
+    flags = cv2.IMREAD_COLOR if apply_exif else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    img = cv2.imdecode(buf, flags) if buf.size else None
+    if img is None:
+        if buf[:6].tobytes() in (b"GIF87a", b"GIF89a"):
+            raise DataError(f"{p}: GIF images are not supported (convert it, or pass an animation as a video)")
+        raise DataError(f"{p}: cannot decode image (corrupt or unsupported format)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Coerce an in-memory array (gray `[H,W]`, `[H,W,1|3|4]`, uint8/uint16/float in [0,1]) to uint8 RGB."""
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise DataError(f"image array of shape {tuple(a.shape)} is not [H, W], [H, W, 1], [H, W, 3] or [H, W, 4]")
+    if a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif np.issubdtype(a.dtype, np.floating):
+        a = (np.clip(np.nan_to_num(a), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.number):
+        raise DataError(f"image array of dtype {a.dtype} is not uint8, uint16 or float")
+    elif a.dtype != np.uint8:
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    if a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    elif a.shape[2] == 4:
+        a = a[..., :3]
+    return np.ascontiguousarray(a)
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """Map uint8 RGB `[B, 3, H, W]` (or `[3, H, W]`) to float ImageNet-normalised input of the same shape."""
+    x = images.float() / 255.0
+    mean = x.new_tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = x.new_tensor(IMAGENET_STD).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
+    """Encode `[H, W, 3]` uint8 RGB by the file's extension and write it atomically."""
+    p = Path(path)
+    ok, buf = cv2.imencode(p.suffix or ".jpg", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise GrapeposeError(f"{p}: cannot encode image as {p.suffix!r}")
+    atomic_write_bytes(p, buf.tobytes())
+
+
+# ---------------------------------------------------------------- atomic output
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it onto `path` if the block succeeds.
+
+    The temporary file keeps `path`'s suffix so writers that pick a format by extension
+    (OpenCV, safetensors) behave the same.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` atomically (flushed to disk before the rename)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = None) -> None:
+    """Serialize `obj` as JSON to `path` atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=indent))
+
+
+def atomic_save(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> None:
+    """Call `writer(tmp_path)` and move the result onto `path` atomically."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
