@@ -105,9 +105,11 @@ def test_options_and_missing_weights(tmp_path, shared_data, tiny_checkpoint, cap
     assert {r["frame"] for r in results} == {0, 1} and "track_id" not in results[0]
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
     capsys.readouterr()
-    assert main(["predict", str(video), "--weights", str(tmp_path / "nope.safetensors"), "--out", str(out)]) == 2
+    assert main(["predict", str(video), "--weights", str(tmp_path / "nope.safetensors"), "--out", str(out),
+                 "--overwrite"]) == 2  # fmt: skip
     assert "nope.safetensors: no such checkpoint file" in capsys.readouterr().err
     args = ["predict", str(video), "--weights", str(tiny_checkpoint), "--backend", "onnxruntime", "--out", str(out)]
+    args += ["--overwrite"]
     assert main(args) == 2
     assert "--backend onnxruntime runs an exported .onnx file" in capsys.readouterr().err
 

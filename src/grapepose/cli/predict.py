@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 from grapepose.errors import GrapeposeError
 
@@ -30,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     arg("--track", action="store_true", help="stable person ids across the frames of each video / image sequence")
     arg("--backend", choices=("torch", "onnxruntime"), default="torch", help="run PyTorch or an exported .onnx file")
     arg("--no-draw", action="store_true", help="write only the JSON results")
+    arg("--overwrite", action="store_true",
+        help="replace the results.json (and drawings) of an earlier run in --out (default: refuse to start)")
     arg("--set", action="append", default=[], metavar="KEY=VALUE",
         help="config override, e.g. test.base_size=384 (repeatable; same as a positional one)")
     arg("--max-frames", type=int, default=0,
@@ -70,10 +75,24 @@ def _estimator(args: argparse.Namespace, overrides: list[str]):  # noqa: ANN202 
     )
 
 
+def _signals(stop: threading.Event) -> dict[int, Any]:
+    """Ctrl-C / SIGTERM stop the run after the frame in hand (its outputs kept); a second one at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.signum = signum  # type: ignore[attr-defined]
+        stop.set()
+
+    return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from grapepose.io.files import atomic_write_json
+    from grapepose.io.journal import OutputError, OutputFolder
     from grapepose.io.runner import PredictOptions, run_predict
     from grapepose.io.sources import expand_sources
 
@@ -87,34 +106,53 @@ def run(args: argparse.Namespace) -> int:
     if not specs:
         raise GrapeposeError("no SOURCE given (an image, folder, glob, video or webcam index)")
     _check_out_dir(args.out)
-    estimator = _estimator(args, overrides)
+    folder = OutputFolder(args.out, overwrite=getattr(args, "overwrite", False))
+    folder.open()  # before any work: the lock, and earlier results are not replaced by accident
+    stop = threading.Event()
+    previous = _signals(stop)
+    try:
+        estimator = _estimator(args, overrides)
 
-    def report(message: str) -> None:
-        tqdm.write(f"grapepose predict: error: {message}", file=sys.stderr)
+        def report(message: str) -> None:
+            tqdm.write(f"grapepose predict: error: {message}", file=sys.stderr)
 
-    sources, failures = expand_sources(specs)
-    for message in failures:
-        report(message)
-    opts = PredictOptions(
-        out_dir=args.out, draw=not args.no_draw, black=args.show_black, track=args.track,
-        score_threshold=args.score_thr, max_frames=max(0, args.max_frames),
-    )  # fmt: skip
-    summary = run_predict(estimator, sources, opts, report=report)
+        sources, failures = expand_sources(specs, skip_outputs_in=args.out)
+        for message in failures:
+            report(message)
+        opts = PredictOptions(
+            out_dir=args.out, draw=not args.no_draw, black=args.show_black, track=args.track,
+            score_threshold=args.score_thr, max_frames=max(0, args.max_frames),
+        )  # fmt: skip
+        summary = run_predict(estimator, sources, opts, report=report, journal=folder, stop=stop)
+        for s in previous:  # writing results.json takes milliseconds: let it finish
+            signal.signal(s, signal.SIG_IGN)
+        try:
+            results = folder.finish()
+        except OutputError as e:
+            raise OutputError(f"{summary.fatal}; {e}" if summary.fatal else str(e)) from None
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        folder.close()
+    if summary.fatal:
+        raise OutputError(f"{summary.fatal}; the {summary.frames} frames finished before are in {folder.results_path}")
     failures += summary.failures
-    json_path = args.out / "results.json"
-    atomic_write_json(json_path, summary.results)
     rate = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
-    people = len(summary.results)
     print(
         f"{summary.frames} frames from {len(sources) - len(summary.failures)} inputs in {summary.seconds:.1f} s "
-        f"({rate:.2f} img/s), {people} people -> {json_path}"
+        f"({rate:.2f} img/s), {len(results)} people -> {folder.results_path}"
         + (f", {len(summary.written)} drawn files in {args.out}" if summary.written else "")
     )
+    webcam = any(s.kind == "webcam" for s in sources)
     if summary.interrupted:
-        print("stopped by Ctrl-C; finished outputs were kept", file=sys.stderr)
+        how = "SIGTERM" if getattr(stop, "signum", signal.SIGINT) == signal.SIGTERM else "Ctrl-C"
+        print(f"grapepose predict: stopped by {how}; the {summary.frames} finished frames are in "
+              f"{folder.results_path}", file=sys.stderr)  # fmt: skip
     if failures:
         print(f"grapepose predict: {len(failures)} input(s) failed:", file=sys.stderr)
         for message in failures:
             print(f"  {message}", file=sys.stderr)
         return 1
-    return 130 if summary.interrupted and not any(s.kind == "webcam" for s in sources) else 0
+    if summary.interrupted and getattr(stop, "signum", None) == signal.SIGTERM:
+        return 143
+    return 130 if summary.interrupted and not webcam else 0

@@ -10,6 +10,7 @@ the drawn images, the partial videos (closed, playable) and their results.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from grapepose.errors import GrapeposeError
 from grapepose.io.files import read_image, write_image
+from grapepose.io.journal import OutputError
 from grapepose.io.sources import Source
 from grapepose.io.video import VideoReader, VideoWriter
 from grapepose.tracking import PoseTracker
@@ -29,10 +31,6 @@ from grapepose.tracking import PoseTracker
 __all__ = ["PredictOptions", "PredictSummary", "OutputError", "run_predict"]
 
 log = logging.getLogger(__name__)
-
-
-class OutputError(GrapeposeError):
-    """An output could not be written (e.g. the disk is full): the run stops, finished work is kept."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +196,7 @@ class _ImageIds:
 
 def run_predict(
     estimator: Any, sources: list[Source], opts: PredictOptions, report: Callable[[str], None] = log.error,
-    journal: Any = None,
+    journal: Any = None, stop: threading.Event | None = None,
 ) -> PredictSummary:
     """Predict poses for every input and write results as frames finish.
 
@@ -207,8 +205,9 @@ def run_predict(
         sources: inputs from `expand_sources`.
         opts: what to write.
         report: called with one line per failed input, as it happens.
-        journal: receives `add(entries)` for every finished frame and `sync()` after every batch
-            (see `grapepose.io.journal.Journal`).
+        journal: receives `add(entries, image_id=, file_name= | video=, frame=)` for every finished
+            frame and `sync()` after every batch (a `grapepose.io.journal.OutputFolder`).
+        stop: when set (by a signal handler), the run stops after the frame in hand, keeping it.
 
     Returns:
         The summary; `results` holds the COCO entries of every finished frame, in input order.
@@ -247,6 +246,9 @@ def run_predict(
     done_in_batch = 0
     try:
         for frame, image, poses in stream:
+            if stop is not None and stop.is_set():
+                summary.interrupted = True
+                break
             src = frame.src
             if video is not None and video is not src:
                 finish(video)
@@ -270,7 +272,8 @@ def run_predict(
             extra: dict[str, Any] = {"file_name": src.name}
             if src.kind != "image":
                 extra = {"video": src.name, "frame": frame.index}
-            entries = poses.to_coco(image_id(src), **extra)
+            iid = image_id(src)
+            entries = poses.to_coco(iid, **extra)
             unit = units.setdefault(src, _Unit(src, stems[src], opts))
             try:
                 unit.add(image, poses)
@@ -282,7 +285,7 @@ def run_predict(
                 continue
             if journal is not None:
                 try:
-                    journal.add(entries)
+                    journal.add(entries, image_id=iid, **extra)
                 except OSError as e:
                     summary.fatal = f"{journal.path}: cannot write ({e.strerror or e})"
                     break
@@ -297,6 +300,7 @@ def run_predict(
             if done_in_batch >= bs:
                 sync()
                 done_in_batch = 0
+
     except KeyboardInterrupt:  # Ctrl-C / SIGTERM: what finished so far is kept
         summary.interrupted = True
     except OSError as e:

@@ -8,7 +8,10 @@ a glob pattern (`frames/*.jpg`, `**` allowed) or a webcam index (`0`). Each argu
 from __future__ import annotations
 
 import glob
+import logging
+import os
 import queue
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -19,7 +22,10 @@ from grapepose.io.files import IMAGE_SUFFIXES
 
 __all__ = ["Source", "expand_sources", "prefetch", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
 
+log = logging.getLogger(__name__)
+
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+_OUTPUT_STEM = re.compile(r"_(pose|black)$")  # what `predict` writes: <stem>_pose.<ext>, <stem>_black.<ext>
 
 T = TypeVar("T")
 
@@ -55,6 +61,13 @@ class Source:
 
 def _kind_of(path: Path) -> Literal["image", "video"] | None:
     suffix = path.suffix.lower()
+    if suffix == ".gif":  # an animated GIF is a clip: every frame, drawn to <stem>_pose.mp4
+        import cv2
+
+        cap = cv2.VideoCapture(str(path))
+        frames = cap.get(cv2.CAP_PROP_FRAME_COUNT) if cap.isOpened() else 0
+        cap.release()
+        return "video" if frames > 1 else "image"
     if suffix in IMAGE_SUFFIXES:
         return "image"
     if suffix in VIDEO_SUFFIXES:
@@ -62,36 +75,59 @@ def _kind_of(path: Path) -> Literal["image", "video"] | None:
     return None
 
 
-def _from_files(files: Iterable[Path], group: int) -> list[Source]:
-    out = []
+def _from_files(files: Iterable[Path], group: int, skip_outputs_in: Path | None) -> list[Source]:
+    out, earlier = [], []
     for f in sorted(files):
+        if f.suffix.lower() not in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES, ".gif"):
+            continue
+        if not f.is_file():
+            if f.is_symlink():
+                log.warning("%s: skipped: broken symbolic link (its target %s does not exist)", f, os.readlink(f))
+            continue
+        if skip_outputs_in is not None and _OUTPUT_STEM.search(f.stem) and f.parent.resolve() == skip_outputs_in:
+            earlier.append(f)
+            continue
         kind = _kind_of(f)
-        if kind is not None and f.is_file():
+        if kind is not None:
             out.append(Source(kind, path=f, group=group))
+    if earlier:
+        log.warning("%s: skipped %d drawings of an earlier run (%s%s): --out is this input folder",
+                    earlier[0].parent, len(earlier), earlier[0].name, ", ..." if len(earlier) > 1 else "")  # fmt: skip
     return out
 
 
-def expand_sources(specs: Sequence[str]) -> tuple[list[Source], list[str]]:
+def expand_sources(specs: Sequence[str], skip_outputs_in: str | os.PathLike[str] | None = None) -> tuple[
+    list[Source], list[str]
+]:
     """Expand SOURCE arguments into inputs.
+
+    Args:
+        specs: the SOURCE arguments.
+        skip_outputs_in: the `--out` folder: drawings found there (`*_pose.*`, `*_black.*`) when a
+            folder or glob expands into it are earlier outputs, not inputs (skipped with a warning).
 
     Returns:
         The inputs in argument order, and one error line for each argument that yields none.
     """
+    skip = Path(skip_outputs_in).resolve() if skip_outputs_in is not None else None
     sources: list[Source] = []
     errors: list[str] = []
     for group, spec in enumerate(specs):
         path = Path(spec).expanduser()
         if path.is_dir():
-            found = _from_files(path.iterdir(), group)
+            found = _from_files(path.iterdir(), group, skip)
             if not found:
                 errors.append(f"{spec}: folder contains no images or videos")
         elif path.is_file():
             # an explicitly named file of unknown type is tried as an image: read_image says if it is not
             found = [Source(_kind_of(path) or "image", path=path, group=group)]
+        elif path.is_symlink():
+            found = []
+            errors.append(f"{spec}: broken symbolic link (its target {os.readlink(path)} does not exist)")
         elif spec.strip().isdigit():
             found = [Source("webcam", index=int(spec), group=group)]
         elif glob.has_magic(spec):
-            found = _from_files((Path(p) for p in glob.glob(str(path), recursive=True)), group)
+            found = _from_files((Path(p) for p in glob.glob(str(path), recursive=True)), group, skip)
             if not found:
                 errors.append(f"{spec}: pattern matches no images or videos")
         else:

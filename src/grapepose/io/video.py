@@ -7,6 +7,7 @@ video behind.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from grapepose.errors import DataError, GrapeposeError
 from grapepose.io.files import atomic_path, write_image
 
 __all__ = ["VideoReader", "VideoWriter", "write_image"]  # write_image lives in grapepose.io.files
+
+log = logging.getLogger(__name__)
 
 # FFmpeg prints its own diagnostics for broken files; our error line says it once, clearly.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
@@ -83,6 +86,10 @@ class VideoReader:
             yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         if count == 0:
             raise DataError(f"{self.label}: no frames could be decoded (empty or corrupt video)")
+        expected = self.frame_count
+        if expected is not None and count < expected - 1:  # containers may count one frame too many
+            log.warning("%s: only %d of its %d frames could be decoded (truncated or corrupt file?)",
+                        self.label, count, expected)  # fmt: skip
 
     def close(self) -> None:
         self._cap.release()
