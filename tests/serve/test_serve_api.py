@@ -9,7 +9,7 @@ import pytest
 from grapepose import __version__
 from grapepose.api import PoseEstimator
 from grapepose.config import apply_overrides
-from grapepose.data.image_io import read_image
+from grapepose.io.files import read_image
 
 
 def _expected(estimator, path, score_thr=0.1):
