@@ -59,7 +59,8 @@ def browser(tmp_path):
 
     options = Options()
     options.binary_location = CHROMIUM
-    for flag in FLAGS:
+    # A synthetic camera (Chromium's test pattern) answers getUserMedia without asking.
+    for flag in FLAGS + ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
     driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
@@ -98,3 +99,23 @@ def test_upload_draws_skeletons_and_counts_people(live_url, browser, estimator, 
     xy = xy[(xy >= 0).all(-1) & (xy < 950).all(-1)]
     assert (diff[xy[:, 1], xy[:, 0]] > 40).mean() > 0.8  # a joint is drawn on (nearly) every keypoint
     browser.save_screenshot(str(tmp_path / "page.png"))  # for a person to look at when it fails
+
+
+def test_webcam_frames_are_sent_one_after_another(live_url, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(live_url + "/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: "keypoints" in d.find_element(By.ID, "model").text)
+    browser.find_element(By.ID, "webcam").click()
+    canvas = browser.find_element(By.ID, "canvas")
+    wait.until(lambda d: canvas.get_attribute("data-state") == "drawn")
+    sent = "return performance.getEntriesByType('resource').filter(e => e.name.includes('/v1/poses')).length;"
+    wait.until(lambda d: d.execute_script(sent) >= 3)  # the next frame goes when the last answer is drawn
+    assert browser.find_element(By.ID, "webcam").text == "Stop webcam"
+    assert browser.find_element(By.ID, "count").text.isdigit()
+    assert browser.find_element(By.ID, "status").text == ""
+    assert int(canvas.get_attribute("width")) > 0 and int(canvas.get_attribute("height")) > 0
+    browser.find_element(By.ID, "webcam").click()
+    assert browser.find_element(By.ID, "webcam").text == "Start webcam"
