@@ -9,10 +9,10 @@ from grapepose.cli.main import main
 TINY = {
     "forward": ["--preset", "crowdpose_w18", "--size", "128", "--iters", "1", "--warmup", "0", "--device", "cpu"],
     "targets": ["--people", "3", "--grid", "32", "--iters", "3", "--oracle-iters", "1"],
-    "loader": ["--workers", "0", "--size", "128", "--batch", "2", "--batches", "1"],
-    "decode": ["--people", "3", "--grid", "64", "--repeats", "1", "--device", "cpu"],
+    "loader": ["--workers", "0", "--size", "128", "--batch-size", "2", "--batches", "1"],
+    "decode": ["--people", "3", "--grid", "64", "--iters", "1", "--device", "cpu"],
     "predict": ["--preset", "crowdpose_w18", "--size", "128", "--iters", "1", "--no-flip", "--device", "cpu"],
-    "train": ["--preset", "crowdpose_w18", "--size", "128", "--batch", "1", "--steps", "1", "--warmup", "0",
+    "train": ["--preset", "crowdpose_w18", "--size", "128", "--batch-size", "1", "--steps", "1", "--warmup", "0",
               "--device", "cpu"],
 }  # fmt: skip
 RATE = {"forward": "images_per_s", "targets": "ms_per_image", "loader": "images_per_s",
@@ -20,8 +20,10 @@ RATE = {"forward": "images_per_s", "targets": "ms_per_image", "loader": "images_
 
 
 @pytest.mark.parametrize("topic", sorted(TINY))
-def test_bench_prints_one_json_line(topic, capsys):
-    assert main(["bench", topic, *TINY[topic]]) == 0
+def test_bench_prints_one_json_line(topic, capsys, shared_data):
+    d = shared_data / "crowdpose"
+    data = ["--data", str(d), "--ann", str(d / "test_crowdpose.json")] if topic == "loader" else []
+    assert main(["bench", topic, *TINY[topic], *data]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1
     figures = json.loads(lines[0])

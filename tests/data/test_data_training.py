@@ -103,7 +103,7 @@ def test_config_and_source_mismatches() -> None:
 
 def test_show_targets_cli(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     d = shared_data / "crowdpose"
-    args = ["show-targets", "--data", str(d), "--ann", str(d / "test_crowdpose.json"), "--num", "3", "--seed", "1",
+    args = ["show-targets", "--data", str(d), "--ann", str(d / "test_crowdpose.json"), "--num-images", "3", "--seed", "1",
             "--set", "data.input_size=128", "--set", "data.output_size=32", "--out", str(tmp_path)]  # fmt: skip
     assert main(args) == 0
     pngs = sorted(tmp_path.glob("*.png"))

@@ -70,7 +70,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFi
 def test_synthetic_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from engine_helpers import TINY_MODEL
 
-    code = main(["train", "--preset", "crowdpose_w18", "--synthetic", "crowd", "--synthetic-length", "2",
+    code = main(["train", "--preset", "crowdpose_w18", "--scene", "crowd", "--num-images", "2",
                  "--out", str(tmp_path), "--device", "cpu", "--no-progress", "--workers", "0", "--batch-size", "2",
                  "--max-steps", "1", "data.input_size=64", "data.output_size=16", *TINY_MODEL])  # fmt: skip
     assert code == 0

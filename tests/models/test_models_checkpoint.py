@@ -153,10 +153,10 @@ def test_authors_file_architecture_is_inferred(model, tmp_path):
 def test_convert_cli(model, images, tmp_path, capsys):
     src, dst = tmp_path / "ref.pth.tar", tmp_path / "out" / "crowdpose_w18.safetensors"
     torch.save({"state_dict": reference_state_dict(model, "module.1.")}, src)
-    assert main(["convert", str(src), str(dst), "--preset", "crowdpose_w18"]) == 0
+    assert main(["convert", str(src), "--out", str(dst), "--preset", "crowdpose_w18"]) == 0
     assert "11,161,295 parameters" in capsys.readouterr().out
     _outputs_equal(load_model(dst), load_model(src, preset="crowdpose_w18"), images)
-    assert main(["convert", str(src), str(dst), "--preset", "coco_w18"]) == 2
+    assert main(["convert", str(src), "--out", str(dst), "--preset", "coco_w18"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "14 keypoints but preset coco_w18 expects 17" in err
 

@@ -88,7 +88,7 @@ def test_deterministic_and_independent_of_workers(tmp_path):
 
 def test_cli_writes_dataset(tmp_path, capsys):
     out = tmp_path / "ds"
-    argv = ["synth", "--preset", "sparse", "--num-images", "2", "--size", "64", "--out", str(out), "--no-progress"]
+    argv = ["synth", "--scene", "sparse", "--num-images", "2", "--size", "64", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["images"] == 2 and (out / "annotations.json").is_file()
@@ -98,11 +98,11 @@ def test_cli_writes_dataset(tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--size", "32"], "size must be an integer in [64, 4096]"),
-        (["--num-images", "0"], "number of images must be a positive integer"),
-        (["--num-images", "-3"], "number of images must be a positive integer"),
-        (["--preset", "bogus"], "unknown preset 'bogus'"),
-        (["--workers", "0"], "workers must be a positive integer"),
+        (["--size", "32"], "--size must be in [64, 4096], got 32"),
+        (["--num-images", "0"], "--num-images must be >= 1, got 0"),
+        (["--num-images", "-3"], "--num-images must be >= 1, got -3"),
+        (["--scene", "bogus"], "argument --scene: invalid choice: 'bogus'"),
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
         (["--keypoints", "hands"], "unknown keypoint set 'hands'"),
         (["--format", "gif"], "unknown image format 'gif'"),
     ],
@@ -118,4 +118,4 @@ def test_cli_out_is_a_file(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
     assert main(["synth", "--num-images", "1", "--size", "64", "--out", str(f), "--no-progress"]) == 2
-    assert "not a directory" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == f"grapepose synth: error: {f}: is a file; give a folder"

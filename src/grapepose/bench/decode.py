@@ -7,15 +7,22 @@ import statistics
 import time
 from typing import Any
 
+from grapepose.cli import _options as opt
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--people", type=int, action="append", help="people per image (repeatable; default 5, 15, 30)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--grid", type=int, default=128, help="output grid side; the input is 4x (default 128)")
-    p.add_argument("--keypoints", type=int, default=14, help="K (default 14, CrowdPose)")
-    p.add_argument("--batch", type=int, default=1, help="images decoded together (default 1)")
+    p.add_argument("--people", type=opt.int_range("--people", 0), action="append",
+                   help="people per image (repeatable; default 5, 15, 30)")
+    opt.add_device(p, default="cpu")
+    p.add_argument("--grid", type=opt.int_range("--grid", 1), default=128,
+                   help="output grid side; the input is 4x (default 128)")
+    p.add_argument("--keypoints", type=opt.int_range("--keypoints", 1), default=14, help="K (default 14, CrowdPose)")
+    opt.add_batch_size(p, 1, "images decoded together (default 1)", dest="batch", old="--batch")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help="merge flipped outputs too")
-    p.add_argument("--repeats", type=int, default=10, help="timed runs (default 10, after 2 warm-up runs)")
+    iters = opt.int_range("--iters", 1)
+    p.add_argument("--iters", dest="repeats", type=iters, default=10, metavar="N",
+                   help="timed runs (default 10, after 2 warm-up runs)")
+    opt.add_deprecated(p, "--repeats", "--iters", "repeats", type=iters)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -26,7 +33,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from grapepose.testing.planted import plant_outputs, random_people
     from grapepose.keypoints import keypoint_spec
 
-    dev = torch.device(args.device)
+    dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     size = (4 * args.grid, 4 * args.grid)
     spec = keypoint_spec(args.keypoints)
     cfg = TestConfig(flip=args.flip)

@@ -10,20 +10,23 @@ import resource
 import sys
 from typing import Any
 
+from grapepose.cli import _options as opt
+
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="crowdpose_w32", help="preset or YAML config (default crowdpose_w32)")
-    p.add_argument("--size", type=int, default=512, help="input side, a multiple of 64 (default 512)")
-    p.add_argument("--batch", type=int, default=1, help="images per forward (default 1)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    opt.add_preset(p, "preset or YAML config (default crowdpose_w32)", default="crowdpose_w32")
+    p.add_argument("--size", type=opt.int_range("--size", 64), default=512,
+                   help="input side, a multiple of 64 (default 512)")
+    opt.add_batch_size(p, 1, "images per forward (default 1)", dest="batch", old="--batch")
+    opt.add_device(p)
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype (default fp32)")
-    p.add_argument("--iters", type=int, default=20, help="timed forwards (default 20)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed forwards first (default 3)")
+    p.add_argument("--iters", type=opt.int_range("--iters", 1), default=20, help="timed forwards (default 20)")
+    p.add_argument("--warmup", type=opt.int_range("--warmup", 0), default=3, help="untimed forwards first (default 3)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.d_model=64")
+    p.add_argument("--threads", type=opt.int_range("--threads", 0), default=0, help="CPU threads (0: torch default)")
+    opt.add_overrides(p, "model.d_model=64")
 
 
 def _peak_rss_bytes() -> int:

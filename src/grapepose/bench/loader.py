@@ -7,26 +7,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from grapepose.cli import _options as opt
 from grapepose.errors import GrapeposeError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers")
-    p.add_argument("--size", type=int, default=512, help="input size (grid = size/4)")
-    p.add_argument("--batch", type=int, default=8, help="batch size")
-    p.add_argument("--batches", type=int, default=20, help="timed batches (after one warm-up batch)")
-    p.add_argument("--data", default=None, help="image folder (default: the CrowdPose fixture in ../shared/data)")
-    p.add_argument("--ann", default=None, help="COCO-format keypoint JSON (default: the CrowdPose fixture)")
-    p.add_argument("--preset", default=None, help="preset or YAML config for the data section (default crowdpose_w32)")
-    p.add_argument("--seed", type=int, default=0)
-
-
-def _fixture() -> tuple[Path, Path]:
-    for base in (Path.cwd() / ".." / "shared" / "data", Path(__file__).resolve().parents[3] / ".." / "shared" / "data"):
-        ann = base / "crowdpose" / "test_crowdpose.json"
-        if ann.is_file():
-            return base / "crowdpose", ann
-    raise GrapeposeError("no fixture data found at ../shared/data/crowdpose; pass --data and --ann")
+    opt.add_workers(p, 2, "DataLoader workers (default 2)")
+    p.add_argument("--size", type=opt.int_range("--size", 64), default=512, help="input size (grid = size/4)")
+    opt.add_batch_size(p, 8, "images per batch (default 8)", dest="batch", old="--batch")
+    p.add_argument("--batches", type=opt.int_range("--batches", 1), default=20,
+                   help="timed batches (after one warm-up batch)")
+    p.add_argument("--data", required=True, metavar="ROOT", help="image folder, e.g. ../shared/data/crowdpose")
+    p.add_argument("--ann", required=True, metavar="ANN.json", help="COCO-format keypoint JSON of those images")
+    opt.add_preset(p, "preset or YAML config for the data section (default crowdpose_w32)")
+    p.add_argument("--seed", type=opt.int_range("--seed", 0, opt.SEED_MAX), default=0, help="augmentation seed")
 
 
 class _Cycled:
@@ -52,7 +46,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.size % 64 or args.size <= 0:
         raise GrapeposeError(f"--size must be a positive multiple of 64, got {args.size}")
-    data, ann = (Path(args.data), Path(args.ann)) if args.data and args.ann else _fixture()
+    data, ann = Path(args.data), Path(args.ann)
     cfg = load_config(args.preset).data
     cfg = dataclasses.replace(cfg, input_size=args.size, output_size=args.size // 4)
     base = KeypointDataset(ann, data, dataset=cfg.dataset)

@@ -9,16 +9,20 @@ import argparse
 import time
 from typing import Any
 
+from grapepose.cli import _options as opt
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="crowdpose_w32", help="model preset (default crowdpose_w32)")
-    p.add_argument("--size", type=int, default=512, help="side of the square test images (default 512)")
-    p.add_argument("--batch", type=int, default=1, help="images per forward pass (default 1)")
+    opt.add_preset(p, "model preset (default crowdpose_w32)", default="crowdpose_w32")
+    p.add_argument("--size", type=opt.int_range("--size", 1), default=512,
+                   help="side of the square test images (default 512)")
+    opt.add_batch_size(p, 1, "images per forward pass (default 1)", dest="batch", old="--batch")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help="flip test (default on)")
-    p.add_argument("--scales", default="1", help="test scales, e.g. 0.5,1,2 (default 1)")
+    opt.add_scales(p, "test scales, e.g. 0.5 1 2 (default 1)", default=(1.0,))
     p.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"), help="autocast dtype")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    p.add_argument("--iters", type=int, default=10, help="timed batches (default 10, after 2 warm-up batches)")
+    opt.add_device(p)
+    p.add_argument("--iters", type=opt.int_range("--iters", 1), default=10,
+                   help="timed batches (default 10, after 2 warm-up batches)")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -36,7 +40,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if bias is not None:
         with torch.no_grad():
             bias.add_(0.5)  # random weights find nobody otherwise; this gives the decoder 30 people
-    scales = tuple(float(s) for s in str(args.scales).split(","))
+    scales = tuple(args.scales)
     cfg = dataclasses.replace(model.config.test, flip=args.flip, scales=scales, dtype=args.dtype)
     pred = Predictor(model, cfg, device=args.device, batch_size=args.batch)
     rng = np.random.default_rng(0)

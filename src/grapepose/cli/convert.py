@@ -4,27 +4,37 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+
+from grapepose.cli import _options as opt
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", metavar="SRC", help="checkpoint to convert (.pth, .pth.tar or .safetensors)")
-    p.add_argument("dst", metavar="DST", help="output .safetensors file (written atomically)")
-    p.add_argument(
-        "--preset",
-        default=None,
-        help="preset or YAML config giving the architecture and the config stored in DST "
-        "(default: inferred from the weights: K from the heatmap head, width from the backbone)",
-    )
+    p.add_argument("dst", metavar="DST", nargs="?", default=None, help=argparse.SUPPRESS)  # deprecated: use --out
+    opt.add_out(p, "file", "output .safetensors file (written atomically)")
+    opt.add_preset(p, "preset or YAML config giving the architecture and the config stored in the output "
+                   "(default: inferred from the weights: K from the heatmap head, width from the backbone)")
     p.add_argument("--half", action="store_true", help="store weights as fp16 (BatchNorm stays fp32)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from grapepose.errors import GrapeposeError
     from grapepose.models import load_model, save_model
+    from grapepose.io.files import check_output_path
 
+    if args.dst is not None:
+        if args.out is not None:
+            raise GrapeposeError(f"give the output once: --out {args.out} or DST {args.dst}, not both")
+        print("grapepose convert: warning: a positional DST is deprecated; use --out DST", file=sys.stderr)
+        args.out = args.dst
+    if args.out is None:
+        raise GrapeposeError("give the output file: --out OUT.safetensors")
+    check_output_path(args.out, "file")  # before the checkpoint is read
     model = load_model(args.src, preset=args.preset)
-    save_model(model, args.dst, half=args.half)
+    save_model(model, args.out, half=args.half)
     n = sum(p.numel() for p in model.parameters())
-    print(f"{args.src} -> {args.dst}: {model.config.name}, {n:,} parameters, {'fp16' if args.half else 'fp32'}")
+    print(f"{args.src} -> {args.out}: {model.config.name}, {n:,} parameters, {'fp16' if args.half else 'fp32'}")
     return 0

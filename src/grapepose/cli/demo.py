@@ -1,48 +1,47 @@
 """`grapepose demo`: the whole pipeline on bundled input, with an honest account of what ran.
 
-It predicts on the crowd photos in `../shared/data/demo` (when present) and on freshly generated
-synthetic crowd images, writes drawn images and COCO-results JSON, and scores the synthetic images
-against their ground truth. With the bundled demo model the AP is meaningful; without it the
-network is untrained and the output says so.
+It predicts on the photos in `--photos DIR` (if given; `./dev demo` passes the project's demo
+photos) and on freshly generated synthetic crowd images, writes drawn images and COCO-results
+JSON, and scores the synthetic images against their ground truth. With the bundled demo model the
+AP is meaningful; without it the network is untrained and the output says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from pathlib import Path
 
-_SHARED_DEMO = Path("shared") / "data" / "demo"
+from grapepose.cli import _options as opt
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder (default: outputs/demo)")
-    p.add_argument("--weights", default="demo", help="checkpoint to run (default: the bundled demo model)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--num-synthetic", type=int, default=4, help="synthetic crowd images to generate and score")
-    p.add_argument("--size", type=int, default=384, help="side of the synthetic images (default: 384)")
-    p.add_argument("--photos", type=Path, default=None, help="folder of photos (default: ../shared/data/demo)")
+    from grapepose.synth.scene import MAX_SIZE, MIN_SIZE
 
-
-def _find_photos(explicit: Path | None) -> Path | None:
-    if explicit is not None:
-        return explicit
-    here = Path(__file__).resolve()
-    for base in (Path.cwd(), *here.parents):
-        for candidate in (base / ".." / _SHARED_DEMO, base / _SHARED_DEMO):
-            if candidate.is_dir():
-                return candidate.resolve()
-    return None
+    opt.add_out(p, "dir", "output folder (default: outputs/demo)", default="outputs/demo")
+    opt.add_weights(p, "checkpoint to run (default: the bundled demo model)", default="demo")
+    opt.add_device(p)
+    p.add_argument("--num-synthetic", type=opt.int_range("--num-synthetic", 1), default=4, metavar="N",
+                   help="synthetic crowd images to generate and score (default 4)")
+    p.add_argument("--size", type=opt.int_range("--size", MIN_SIZE, MAX_SIZE), default=384, metavar="S",
+                   help="side of the synthetic images (default: 384)")
+    p.add_argument("--photos", metavar="DIR", default=None,
+                   help="folder of photos to predict on too (default: none; `./dev demo` passes ../shared/data/demo)")
 
 
 def run(args: argparse.Namespace) -> int:
     from grapepose.api import DEMO_WEIGHTS, PoseEstimator
+    from grapepose.errors import GrapeposeError
     from grapepose.evaluation import evaluate_results, format_metrics_table
-    from grapepose.io.files import atomic_write_json
+    from grapepose.io.files import atomic_write_json, check_output_path
     from grapepose.io.runner import PredictOptions, run_predict
     from grapepose.io.sources import expand_sources
     from grapepose.synth import generate_dataset
 
+    args.out = check_output_path(args.out, "dir")
+    photos = args.photos
+    if photos is not None and not os.path.isdir(photos):
+        raise GrapeposeError(f"--photos {photos}: not a folder")
     trained = not (args.weights == "demo" and not DEMO_WEIGHTS.is_file())
     if trained:
         estimator = PoseEstimator.from_pretrained(args.weights, device=args.device)
@@ -59,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"grapepose demo: error: {message}", file=sys.stderr)
 
     failures: list[str] = []
-    photos = _find_photos(args.photos)
     if photos is not None:
         sources, bad = expand_sources([str(photos)])
         failures += bad
@@ -68,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_json(args.out / "photos" / "results.json", summary.results)
         print(f"photos: {summary.frames} images from {photos}, {len(summary.results)} people -> {args.out / 'photos'}")
     else:
-        print("photos: ../shared/data/demo not found; only synthetic images are used")
+        print("photos: none given (--photos DIR); only synthetic images are used")
 
     synth_dir = args.out / "synthetic"
     generate_dataset(synth_dir, "crowd", args.num_synthetic, size=args.size, seed=2026, keypoints="coco", progress=False,

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from grapepose.cli import _options as opt
 from grapepose.config import TEST_MODES
 from grapepose.errors import ConfigError, GrapeposeError
 
@@ -21,39 +22,37 @@ log = logging.getLogger(__name__)
 _KINDS = ("coco", "crowdpose", "ochuman")
 
 
-def _scales(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--scales: {text!r} is not a comma-separated list of numbers") from None
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"--scales: {text!r} must list positive numbers")
-    return values
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", metavar="W", help="model file: ours (.safetensors) or the authors' .pth/.pth.tar")
+    opt.add_weights(p, "model file: ours (.safetensors) or the authors' .pth/.pth.tar")
     p.add_argument("--results", metavar="JSON", help="score this COCO keypoint results file instead of a model")
     p.add_argument("--ann", metavar="JSON", required=True, help="COCO-format keypoint annotation file")
     p.add_argument("--data", metavar="ROOT", help="image folder (the annotation's file_name is relative to it)")
-    p.add_argument("--preset", help="config preset for weights without an embedded config, e.g. crowdpose_w32")
+    opt.add_preset(p, "config preset for weights without an embedded config, e.g. crowdpose_w32")
     p.add_argument("--kind", choices=_KINDS, help="evaluation protocol (default: detected from the annotation)")
     p.add_argument("--mode", choices=list(TEST_MODES), help="test mode: default (1 scale + flip), fast (no flip), "
-                   "reference (scales 0.5,1,2 + flip + fp16, as the authors' script)")  # fmt: skip
+                   "reference (scales 0.5 1 2 + flip + fp16, as the authors' script)")  # fmt: skip
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test (overrides --mode)")
-    p.add_argument("--scales", type=_scales, help="test scales, e.g. 0.5,1,2 (overrides --mode)")
-    p.add_argument("--base-size", type=int, help="short side at scale 1 (default 512)")
+    opt.add_scales(p, "test scales, e.g. 0.5 1 2 (overrides --mode)")
+    p.add_argument("--base-size", type=opt.int_range("--base-size", 1), metavar="N",
+                   help="short side at scale 1 (default 512)")
     p.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), help="autocast dtype (overrides --mode)")
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
-    p.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
-    p.add_argument("--workers", type=int, default=2, help="image reading threads (default 2)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N images (by id)")
-    p.add_argument("--out", metavar="JSON", help="write the COCO results here")
+    opt.add_device(p)
+    opt.add_batch_size(p, 1, "images per forward pass (default 1)")
+    opt.add_workers(p, 2, "image reading threads (default 2)")
+    p.add_argument("--limit", type=opt.int_range("--limit", 1), metavar="N",
+                   help="evaluate only the first N images (by id)")
+    opt.add_out(p, "file", "write the COCO results here")
+    opt.add_overrides(p, "test.nms_distance=0.1 (test.* keys only)")
 
 
 def _test_config(args: argparse.Namespace, base: Any) -> Any:
     import dataclasses
 
+    from grapepose.config import Config, apply_overrides
+
+    overrides = getattr(args, "overrides", ())
+    if overrides:
+        base = apply_overrides(Config(test=base), overrides).test
     changes: dict[str, Any] = dict(TEST_MODES[args.mode]) if args.mode else {}
     if args.flip is not None:
         changes["flip"] = args.flip
@@ -67,14 +66,21 @@ def _test_config(args: argparse.Namespace, base: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from grapepose.io.files import check_output_path
+
     if bool(args.weights) == bool(args.results):
         raise ConfigError("give exactly one of --weights (run a model) or --results (score a results file)")
+    bad = [o for o in args.overrides if not o.startswith("test.")]
+    if bad:
+        raise ConfigError(f"evaluate takes test.* overrides only (the model's own config is used), got {bad[0]}")
     if args.results:
+        if args.out:
+            raise ConfigError("--out writes a model's results; with --results there is nothing to write")
         return _score(args.results, args)
     if not args.data:
         raise ConfigError("--weights needs --data (the image folder)")
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.out:
+        check_output_path(args.out, "file")  # before the (long) evaluation
     return _run_model(args)
 
 
@@ -105,7 +111,7 @@ def _run_model(args: argparse.Namespace) -> int:
     check_ground_truth(ann, args.ann, args.kind or detect_kind(args.ann, ann))  # before any work
     images = annotated_images(ann, args.data, args.ann)
     if args.limit is not None:
-        images = images[: max(args.limit, 0)]
+        images = images[: args.limit]
     rank, world, device = _setup_distributed(args.device)
     try:
         model = load_model(args.weights, preset=args.preset)

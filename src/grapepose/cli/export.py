@@ -12,7 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="checkpoint (.safetensors or the authors' .pth.tar) or 'demo'")
     p.add_argument("--preset", default=None, help="config for checkpoints without one; alone: an untrained network")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="output format (onnx)")
-    p.add_argument("--out", type=Path, required=True, help="output file, e.g. model.onnx")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="output file, e.g. model.onnx")
     p.add_argument("--opset", type=int, default=19, help="ONNX opset (>= 19, the first with DeformConv)")
     p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"),
                    help="example input traced during export (multiples of 64; the file takes any)")
@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from grapepose.config import PRESETS
     from grapepose.export.onnx import MIN_OPSET, export_onnx
     from grapepose.models import build_model, load_model
+    from grapepose.io.files import check_output_path
 
     if args.opset < MIN_OPSET:  # before the (slow) model loading
         raise GrapeposeError(f"opset {args.opset} has no DeformConv; use --opset {MIN_OPSET} or higher")
@@ -37,10 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise GrapeposeError("give --weights (a checkpoint or 'demo') or --preset (an untrained network)")
     if any(s <= 0 or s % 64 for s in args.size):
         raise GrapeposeError(f"--size {args.size[0]} {args.size[1]}: height and width must be positive multiples of 64")
-    try:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise GrapeposeError(f"{args.out.parent}: cannot create output folder ({e.strerror or e})") from None
+    check_output_path(args.out, "file")  # before the (slow) export
     if args.weights is None:
         if args.preset not in PRESETS:
             raise GrapeposeError(f"unknown preset {args.preset!r}; presets: {', '.join(PRESETS)}")

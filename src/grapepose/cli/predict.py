@@ -3,66 +3,47 @@
 from __future__ import annotations
 
 import argparse
-import re
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
+from grapepose.cli import _options as opt
 from grapepose.errors import GrapeposeError
-
-_OVERRIDE = re.compile(r"^(model|data|test|train)\.[A-Za-z_][\w.]*=")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     arg = p.add_argument
     arg("sources", nargs="+", metavar="SOURCE",
-        help="image, folder, glob ('clips/*.mp4'), video file or webcam index (0); "
-        "section.key=value arguments are config overrides (e.g. test.base_size=384)")
-    arg("--weights", default=None, help="checkpoint (.safetensors, authors' .pth.tar, .onnx) or 'demo' (default)")
-    arg("--preset", default=None,
-        help="alone: an untrained network of this preset; with --weights: the config of a file without one")
-    arg("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    arg("--batch-size", type=int, default=None, help="frames per forward pass (default: 16 on CUDA, 2 on CPU)")
+        help="image, folder, glob ('clips/*.mp4'), video file or webcam index (0)")
+    opt.add_weights(p, "checkpoint (.safetensors, authors' .pth.tar, .onnx) or 'demo' (default)")
+    opt.add_preset(p, "alone: an untrained network of this preset; with --weights: the config of a file without one")
+    opt.add_device(p)
+    opt.add_batch_size(p, None, "frames per forward pass (default: 16 on CUDA, 2 on CPU)")
     arg("--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test (default: from the config)")
-    arg("--scales", type=float, nargs="+", default=None, help="test scales, e.g. 0.5 1 2 (default: from the config)")
-    arg("--score-thr", type=float, default=0.1, help="drop people scoring lower (0 keeps all, for evaluation)")
-    arg("--out", type=Path, default=Path("outputs/predict"), help="output folder (default: outputs/predict)")
+    opt.add_scales(p, "test scales, e.g. 0.5 1 2 (default: from the config)")
+    arg("--base-size", type=opt.int_range("--base-size", 1), metavar="N",
+        help="short side at scale 1 (default: from the config, test.base_size)")
+    arg("--score-thr", type=opt.float_range("--score-thr", 0.0), default=0.1, metavar="T",
+        help="drop people scoring lower (0 keeps all, for evaluation)")
+    opt.add_out(p, "dir", "output folder (default: outputs/predict)", default="outputs/predict")
     arg("--show-black", action="store_true", help="also draw the skeletons on black (<name>_black.*)")
     arg("--track", action="store_true", help="stable person ids across the frames of each video / image sequence")
     arg("--backend", choices=("torch", "onnxruntime"), default="torch", help="run PyTorch or an exported .onnx file")
     arg("--no-draw", action="store_true", help="write only the JSON results")
     arg("--overwrite", action="store_true",
         help="replace the results.json (and drawings) of an earlier run in --out (default: refuse to start)")
-    arg("--set", action="append", default=[], metavar="KEY=VALUE",
-        help="config override, e.g. test.base_size=384 (repeatable; same as a positional one)")
-    arg("--max-frames", type=int, default=0,
+    opt.add_overrides(p, "test.base_size=384")
+    arg("--max-frames", type=opt.int_range("--max-frames", 0), default=0, metavar="N",
         help="stop each video/webcam after N frames (0: no limit; Ctrl-C also stops a webcam)")
 
 
-def _check_out_dir(out: Path) -> None:
-    import tempfile
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as e:
-        raise GrapeposeError(f"{out}: output folder is not writable ({e.strerror or e})") from None
-
-
 def _estimator(args: argparse.Namespace, overrides: list[str]):  # noqa: ANN202 - PoseEstimator, imported lazily
-    import torch
-
     from grapepose.api import PoseEstimator
-
     from grapepose.utils.device import resolve_device
 
     device = str(resolve_device(args.device))
     batch_size = args.batch_size or (16 if device.startswith("cuda") else 2)
-    if batch_size < 1:
-        raise GrapeposeError(f"--batch-size must be >= 1, got {batch_size}")
     source = args.weights if args.weights is not None else (args.preset or "demo")
     is_onnx = str(source).lower().endswith(".onnx")
     if args.backend == "onnxruntime" and not is_onnx:
@@ -92,20 +73,20 @@ def _signals(stop: threading.Event) -> dict[int, Any]:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from grapepose.io.files import check_output_path
     from grapepose.io.journal import OutputError, OutputFolder
     from grapepose.io.runner import PredictOptions, run_predict
     from grapepose.io.sources import expand_sources
 
-    positional = [s for s in args.sources if _OVERRIDE.match(s) and not Path(s).exists()]
-    specs = [s for s in args.sources if s not in positional]
-    overrides = positional + list(args.set)
+    specs = list(args.sources)
+    overrides = list(args.overrides)
     if args.flip is not None:
         overrides.append(f"test.flip={str(args.flip).lower()}")
     if args.scales:
         overrides.append(f"test.scales=[{','.join(str(s) for s in args.scales)}]")
-    if not specs:
-        raise GrapeposeError("no SOURCE given (an image, folder, glob, video or webcam index)")
-    _check_out_dir(args.out)
+    if args.base_size is not None:
+        overrides.append(f"test.base_size={args.base_size}")
+    args.out = check_output_path(args.out, "dir")  # before the lock, the model and any work
     folder = OutputFolder(args.out, overwrite=getattr(args, "overwrite", False))
     folder.open()  # before any work: the lock, and earlier results are not replaced by accident
     stop = threading.Event()

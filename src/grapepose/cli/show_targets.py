@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 import numpy as np
+
+from grapepose.cli import _options as opt
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +23,15 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="ROOT", help="image folder")
     p.add_argument("--ann", required=True, metavar="ANN.json", help="COCO-format keypoint annotations")
-    p.add_argument("--preset", default=None, metavar="P", help="preset name or YAML config (default crowdpose_w32)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. data.flip_prob=1 (repeatable)")
-    p.add_argument("--num", type=int, default=4, metavar="N", help="samples to draw (cycles through the images)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="augmentation seed")
+    opt.add_preset(p, "preset name or YAML config (default crowdpose_w32)")
+    opt.add_overrides(p, "data.flip_prob=1")
+    num = opt.int_range("--num-images", 1)
+    p.add_argument("--num-images", type=num, default=4, metavar="N", help="samples to draw (cycles through the images)")
+    opt.add_deprecated(p, "--num", "--num-images", "num_images", type=num)
+    p.add_argument("--seed", type=opt.int_range("--seed", 0, opt.SEED_MAX), default=0, metavar="S",
+                   help="augmentation seed")
     p.add_argument("--eval", action="store_true", help="no random augmentation (validation transform)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder for the PNGs")
+    opt.add_out(p, "dir", "output folder for the PNGs", required=True)
 
 
 def _colors(k: int) -> np.ndarray:
@@ -129,11 +132,10 @@ def run(args: argparse.Namespace) -> int:
     from grapepose.config import load_config
     from grapepose.data import KeypointDataset, TrainingDataset
     from grapepose.errors import GrapeposeError
-    from grapepose.io.files import atomic_save
+    from grapepose.io.files import atomic_save, check_output_path
 
-    if args.num < 1:
-        raise GrapeposeError(f"--num must be >= 1, got {args.num}")
-    cfg = load_config(args.preset, args.set)
+    out = check_output_path(args.out, "dir")
+    cfg = load_config(args.preset, args.overrides)
     d = cfg.data
     ds = KeypointDataset(
         args.ann, args.data, dataset=d.dataset,
@@ -142,8 +144,7 @@ def run(args: argparse.Namespace) -> int:
     if len(ds) == 0:
         raise GrapeposeError(f"{args.ann}: no images")
     train = TrainingDataset(ds, ds.spec, d, train=not args.eval, seed=args.seed)
-    out = Path(args.out)
-    for n in range(args.num):
+    for n in range(args.num_images):
         train.set_epoch(n // len(ds))
         i = n % len(ds)
         aug, targets = train.sample(i)

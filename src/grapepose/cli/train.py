@@ -9,36 +9,37 @@ import argparse
 import logging
 import os
 
+from grapepose.cli import _options as opt
+
 __all__ = ["add_arguments", "run", "resolve_config"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="crowdpose_w32", help="preset name or YAML config (default: crowdpose_w32)")
+    opt.add_preset(p, "preset name or YAML config (default: crowdpose_w32)", default="crowdpose_w32")
     p.add_argument("--data", metavar="ROOT", help="training image folder (data.root)")
     p.add_argument("--ann", metavar="ANN.json", help="training COCO-format keypoint JSON (data.ann)")
     p.add_argument("--val-data", metavar="ROOT", help="validation image folder (data.val_root)")
     p.add_argument("--val-ann", metavar="ANN.json", help="validation keypoint JSON (data.val_ann)")
-    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<config name>)")
-    p.add_argument("--epochs", type=int, help="train.epochs")
-    p.add_argument("--batch-size", type=int, help="train.batch_size: images per step and process")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available); under torchrun, the local GPU")
-    p.add_argument("--workers", type=int, help="DataLoader workers (data.num_workers)")
-    p.add_argument("--synthetic", metavar="PRESET",
-                   help="train on grapepose.synth.SyntheticSource PRESET generated on the fly instead of --data/--ann")
-    p.add_argument("--synthetic-length", type=int, default=1000, metavar="N",
-                   help="images per pass over the synthetic data (default 1000)")
+    opt.add_out(p, "dir", "run directory (default: runs/<config name>)")
+    p.add_argument("--epochs", type=opt.int_range("--epochs", 1), metavar="N", help="train.epochs")
+    opt.add_batch_size(p, None, "train.batch_size: images per step and process")
+    opt.add_device(p, extra="; under torchrun, the local GPU")
+    opt.add_workers(p, None, "DataLoader workers (data.num_workers)")
+    p.add_argument("--seed", type=opt.int_range("--seed", 0, opt.SEED_MAX), metavar="S", help="train.seed")
+    opt.add_scene(p, "train on synthetic scenes of this kind (grapepose.synth.SyntheticSource), generated on "
+                  "the fly, instead of --data/--ann", old="--synthetic")  # fmt: skip
+    p.add_argument("--num-images", type=opt.int_range("--num-images", 1), default=None, metavar="N",
+                   help="with --scene: synthetic images per pass (default 1000)")
+    opt.add_deprecated(p, "--synthetic-length", "--num-images", "num_images", type=opt.int_range("--num-images", 1))
     p.add_argument("--init-backbone", metavar="HRNET.pth", help="initialise the backbone from HRNet ImageNet weights")
-    p.add_argument("--weights", metavar="W", help="initialise from a trained model (safetensors or the authors' .pth)")
-    p.add_argument("--max-steps", type=int, metavar="N",
+    opt.add_weights(p, "initialise from a trained model (safetensors or the authors' .pth)")
+    p.add_argument("--max-steps", type=opt.int_range("--max-steps", 1), metavar="N",
                    help="stop at global step N (saving last.pt) to train in chunks; rerun to continue")
-    p.add_argument("--time-limit", type=float, metavar="MIN",
-                   help="stop after MIN minutes of training (saving last.pt), e.g. to fit a job slot; rerun to continue")
+    p.add_argument("--time-limit", type=opt.float_range("--time-limit", 0.0, lo_open=True), metavar="MIN",
+                   help="stop after MIN minutes of training (saving last.pt), e.g. to fit a job slot; rerun to go on")
     p.add_argument("--no-resume", action="store_true", help="ignore RUN_DIR/last.pt (it is overwritten)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. train.lr=5e-4 (repeatable; same as a positional one)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="config overrides, e.g. train.lr=5e-4 train.val_interval=5 (one group; --set works anywhere)")
+    opt.add_overrides(p, "train.lr=5e-4")
 
 
 def resolve_config(args: argparse.Namespace):  # noqa: ANN201 - Config, imported lazily
@@ -48,11 +49,11 @@ def resolve_config(args: argparse.Namespace):  # noqa: ANN201 - Config, imported
     flags = []
     for flag, key in (("data", "data.root"), ("ann", "data.ann"), ("val_data", "data.val_root"),
                       ("val_ann", "data.val_ann"), ("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
-                      ("workers", "data.num_workers")):  # fmt: skip
+                      ("workers", "data.num_workers"), ("seed", "train.seed")):  # fmt: skip
         value = getattr(args, flag, None)
         if value is not None:
             flags.append(f"{key}={value}")
-    return load_config(args.preset, [*flags, *args.overrides, *args.set])
+    return load_config(args.preset, [*flags, *args.overrides])
 
 
 def _synthetic_source(args: argparse.Namespace, cfg):  # noqa: ANN001, ANN202
@@ -60,8 +61,8 @@ def _synthetic_source(args: argparse.Namespace, cfg):  # noqa: ANN001, ANN202
     from grapepose.synth import SyntheticSource
 
     spec = source_spec(None, cfg)  # the built-in keypoints of data.dataset
-    return SyntheticSource(args.synthetic, size=cfg.data.input_size, seed=cfg.train.seed,
-                           length=args.synthetic_length, spec=spec)  # fmt: skip
+    return SyntheticSource(args.scene, size=cfg.data.input_size, seed=cfg.train.seed,
+                           length=args.num_images or 1000, spec=spec)  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,9 +71,15 @@ def run(args: argparse.Namespace) -> int:
 
     if env_rank() != 0:  # only rank 0 talks
         logging.getLogger("grapepose").setLevel(logging.WARNING)
+    from grapepose.errors import ConfigError
+    from grapepose.io.files import check_output_path
+
+    if args.num_images is not None and args.scene is None:
+        raise ConfigError("--num-images sets the size of synthetic data; it needs --scene")
     cfg = resolve_config(args)
-    source = _synthetic_source(args, cfg) if args.synthetic else None
     out = args.out or os.path.join("runs", cfg.name)
+    check_output_path(out, "dir")  # before the data and the model are loaded
+    source = _synthetic_source(args, cfg) if args.scene else None
     try:
         trainer = Trainer(cfg, out, source=source, device=args.device, weights=args.weights,
                           init_backbone=args.init_backbone, resume=not args.no_resume,

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 import numpy as np
@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "IMAGE_SUFFIXES", "IMAGENET_MEAN", "IMAGENET_STD", "as_rgb_uint8", "atomic_path", "atomic_save",
-    "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "normalize_images", "read_image",
-    "write_image",
+    "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_path", "normalize_images",
+    "read_image", "write_image",
 ]  # fmt: skip
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -104,6 +104,31 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
 
 
 # ---------------------------------------------------------------- atomic output
+def check_output_path(path: str | os.PathLike[str], kind: Literal["file", "dir"] = "file") -> Path:
+    """Check, before any work, that `path` can be written as a file or a folder; return it as a `Path`.
+
+    Missing folders are fine (writers create them); nothing is created here. The error names `path`
+    as the user gave it (never a temporary file).
+
+    Raises:
+        GrapeposeError: `path` is a folder where a file is wanted or the other way round, a parent
+            is a file, or the nearest existing folder is not writable.
+    """
+    target = Path(path)
+    if kind == "file" and target.is_dir():
+        raise GrapeposeError(f"{path}: is a folder; give a file name")
+    if kind == "dir" and target.exists() and not target.is_dir():
+        raise GrapeposeError(f"{path}: is a file; give a folder")
+    folder = target if kind == "dir" else target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise GrapeposeError(f"{path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise GrapeposeError(f"{path}: cannot write in {folder} (permission denied)")
+    return target
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` if the block succeeds.
