@@ -4,6 +4,7 @@ import sys
 
 import pytest
 
+from grapepose.cli.bench import TOPICS
 from grapepose.cli.main import COMMANDS, _build_parser, _pull_overrides, main
 
 
@@ -34,7 +35,6 @@ def test_presets_lists_and_prints(capsys):
 
 # --- one vocabulary: the same flag spelled the same way on every command (issue 11.5) -------------------
 
-BENCH_TOPICS = ["forward", "targets", "loader", "decode", "predict", "train"]
 # The shared flags each command has; every command spells them like this and no other way.
 CANONICAL = {
     "demo": {"--out", "--weights", "--device", "--photos"},
@@ -48,6 +48,8 @@ CANONICAL = {
     "convert": {"--out", "--preset"},
     "show-targets": {"--out", "--preset", "--num-images", "--seed", "--set"},
     "presets": {"--set"},
+    "serve": {"--weights", "--preset", "--device", "--workers", "--set"},
+    "bench serve": {"--weights", "--preset", "--device", "--set"},
     "bench forward": {"--preset", "--device", "--batch-size", "--iters", "--set"},
     "bench targets": {"--iters", "--seed"},
     "bench loader": {"--preset", "--batch-size", "--workers", "--seed"},
@@ -60,7 +62,7 @@ RETIRED = {"--batch", "--synthetic", "--synthetic-length", "--repeats", "--num",
 
 def test_canonical_table_covers_every_command():
     assert {c.split()[0] for c in CANONICAL} == {name for name, *_ in COMMANDS}
-    assert {c.split()[1] for c in CANONICAL if c.startswith("bench ")} == set(BENCH_TOPICS)
+    assert {c.split()[1] for c in CANONICAL if c.startswith("bench ")} == set(TOPICS)
 
 
 @pytest.mark.parametrize("command", sorted(CANONICAL))

@@ -22,13 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from grapepose.cli import _options as opt
 from grapepose.errors import GrapeposeError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="coco_w18s", help="model preset, random weights (default coco_w18s)")
-    p.add_argument("--weights", default=None, help="a checkpoint instead of the preset's random weights")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    opt.add_preset(p, "model preset, random weights (default coco_w18s)", default="coco_w18s")
+    opt.add_weights(p, "a checkpoint instead of the preset's random weights")
+    opt.add_device(p, default="cpu")
     p.add_argument("--image", type=Path, default=None, help="JPEG to send (default: a synthetic --size image)")
     p.add_argument("--size", type=int, default=320, help="side of the synthetic image (default 320)")
     p.add_argument("--clients", default="1,8", help="concurrent clients per run, comma-separated (default 1,8)")
@@ -36,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch", type=int, default=8, help="server --max-batch (default 8)")
     p.add_argument("--max-wait-ms", type=float, default=10.0, help="server --max-wait-ms (default 10)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds for the server to start (default 300)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. test.base_size=256")
+    opt.add_overrides(p, "test.base_size=256")
 
 
 def _free_port() -> int:
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     port = _free_port()
     model = ["--weights", args.weights] if args.weights else ["--preset", args.preset]
     cmd = [sys.executable, "-m", "grapepose", "-q", "serve", *model, "--host", "127.0.0.1", "--port", str(port),
-           "--device", args.device, "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
+           "--device", args.device or "auto", "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
            "--max-client-requests", str(max(clients) + 1), *args.overrides]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "server.log"

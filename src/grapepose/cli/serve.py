@@ -8,6 +8,7 @@ import os
 import re
 from typing import Any
 
+from grapepose.cli import _options as opt
 from grapepose.errors import GrapeposeError
 
 _OVERRIDE = re.compile(r"^(model|data|test)\.[A-Za-z_][\w.]*=")
@@ -16,13 +17,12 @@ _ENV = "GRAPEPOSE_SERVE_ARGS"  # how `--workers N` hands the options to each wor
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     arg = p.add_argument
-    arg("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. test.base_size=384")
-    arg("--weights", default=None, help="checkpoint (.safetensors, authors' .pth.tar, .onnx) or 'demo' (default)")
-    arg("--preset", default=None,
-        help="alone: an untrained network of this preset; with --weights: the config of a file without one")
+    opt.add_overrides(p, "test.base_size=384")
+    opt.add_weights(p, "checkpoint (.safetensors, authors' .pth.tar, .onnx) or 'demo' (default)")
+    opt.add_preset(p, "alone: an untrained network of this preset; with --weights: the config of a file without one")
     arg("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all interfaces)")
     arg("--port", type=int, default=8080, help="TCP port (default 8080)")
-    arg("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    opt.add_device(p)
     arg("--max-batch", type=int, default=8, help="images per forward pass (default 8)")
     arg("--max-wait-ms", type=float, default=10.0,
         help="how long an image waits for others to share its forward pass (default 10)")
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     arg("--max-client-requests", type=int, default=16,
         help="requests in flight per client address; beyond it 429 (default 16)")
     arg("--score-thr", type=float, default=0.1, help="default minimum person score (default 0.1, as predict)")
-    arg("--workers", type=int, default=1, help="server processes, each with its own model copy (default 1)")
+    opt.add_workers(p, 1, "server processes, each with its own model copy (default 1)", lo=1)
 
 
 def _settings(args: argparse.Namespace) -> Any:
