@@ -147,3 +147,10 @@ def test_override_after_an_option_value_applies(capsys):
     assert main(["presets", "coco_w18", "--set", "test.base_size=384", "test.flip=false"]) == 0
     out = capsys.readouterr().out
     assert "flip: false" in out and "base_size: 384" in out
+
+
+def test_device_form_is_checked_when_parsing_and_availability_when_running():
+    parser = _build_parser("predict")
+    assert parser.parse_args(["predict", "x.jpg", "--device", "cuda:1"]).device == "cuda:1"  # any machine
+    assert parser.parse_args(["predict", "x.jpg", "--device", "auto"]).device is None
+    assert parser.parse_args(["predict", "x.jpg"]).device is None

@@ -101,7 +101,7 @@ def test_cli_writes_dataset(tmp_path, capsys):
         (["--size", "32"], "--size must be in [64, 4096], got 32"),
         (["--num-images", "0"], "--num-images must be >= 1, got 0"),
         (["--num-images", "-3"], "--num-images must be >= 1, got -3"),
-        (["--scene", "bogus"], "argument --scene: invalid choice: 'bogus'"),
+        (["--scene", "bogus"], "--scene: invalid choice: 'bogus'"),
         (["--workers", "0"], "--workers must be >= 1, got 0"),
         (["--keypoints", "hands"], "unknown keypoint set 'hands'"),
         (["--format", "gif"], "unknown image format 'gif'"),

@@ -11,15 +11,15 @@ from grapepose.cli import _options as opt
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--people", type=opt.int_range("--people", 0), action="append",
+    p.add_argument("--people", type=opt.int_range(0), action="append",
                    help="people per image (repeatable; default 5, 15, 30)")
     opt.add_device(p, default="cpu")
-    p.add_argument("--grid", type=opt.int_range("--grid", 1), default=128,
+    p.add_argument("--grid", type=opt.int_range(1), default=128,
                    help="output grid side; the input is 4x (default 128)")
-    p.add_argument("--keypoints", type=opt.int_range("--keypoints", 1), default=14, help="K (default 14, CrowdPose)")
+    p.add_argument("--keypoints", type=opt.int_range(1), default=14, help="K (default 14, CrowdPose)")
     opt.add_batch_size(p, 1, "images decoded together (default 1)", dest="batch", old="--batch")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help="merge flipped outputs too")
-    iters = opt.int_range("--iters", 1)
+    iters = opt.int_range(1)
     p.add_argument("--iters", dest="repeats", type=iters, default=10, metavar="N",
                    help="timed runs (default 10, after 2 warm-up runs)")
     opt.add_deprecated(p, "--repeats", "--iters", "repeats", type=iters)

@@ -17,15 +17,15 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_preset(p, "preset or YAML config (default crowdpose_w32)", default="crowdpose_w32")
-    p.add_argument("--size", type=opt.int_range("--size", 64), default=512,
+    p.add_argument("--size", type=opt.int_range(64), default=512,
                    help="input side, a multiple of 64 (default 512)")
     opt.add_batch_size(p, 1, "images per forward (default 1)", dest="batch", old="--batch")
     opt.add_device(p)
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype (default fp32)")
-    p.add_argument("--iters", type=opt.int_range("--iters", 1), default=20, help="timed forwards (default 20)")
-    p.add_argument("--warmup", type=opt.int_range("--warmup", 0), default=3, help="untimed forwards first (default 3)")
+    p.add_argument("--iters", type=opt.int_range(1), default=20, help="timed forwards (default 20)")
+    p.add_argument("--warmup", type=opt.int_range(0), default=3, help="untimed forwards first (default 3)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
-    p.add_argument("--threads", type=opt.int_range("--threads", 0), default=0, help="CPU threads (0: torch default)")
+    p.add_argument("--threads", type=opt.int_range(0), default=0, help="CPU threads (0: torch default)")
     opt.add_overrides(p, "model.d_model=64")
 
 

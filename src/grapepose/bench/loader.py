@@ -13,14 +13,14 @@ from grapepose.errors import GrapeposeError
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_workers(p, 2, "DataLoader workers (default 2)")
-    p.add_argument("--size", type=opt.int_range("--size", 64), default=512, help="input size (grid = size/4)")
+    p.add_argument("--size", type=opt.int_range(64), default=512, help="input size (grid = size/4)")
     opt.add_batch_size(p, 8, "images per batch (default 8)", dest="batch", old="--batch")
-    p.add_argument("--batches", type=opt.int_range("--batches", 1), default=20,
+    p.add_argument("--batches", type=opt.int_range(1), default=20,
                    help="timed batches (after one warm-up batch)")
     p.add_argument("--data", required=True, metavar="ROOT", help="image folder, e.g. ../shared/data/crowdpose")
     p.add_argument("--ann", required=True, metavar="ANN.json", help="COCO-format keypoint JSON of those images")
     opt.add_preset(p, "preset or YAML config for the data section (default crowdpose_w32)")
-    p.add_argument("--seed", type=opt.int_range("--seed", 0, opt.SEED_MAX), default=0, help="augmentation seed")
+    p.add_argument("--seed", type=opt.int_range(0, opt.SEED_MAX), default=0, help="augmentation seed")
 
 
 class _Cycled:

@@ -14,14 +14,14 @@ from grapepose.cli import _options as opt
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_preset(p, "model preset (default crowdpose_w32)", default="crowdpose_w32")
-    p.add_argument("--size", type=opt.int_range("--size", 1), default=512,
+    p.add_argument("--size", type=opt.int_range(1), default=512,
                    help="side of the square test images (default 512)")
     opt.add_batch_size(p, 1, "images per forward pass (default 1)", dest="batch", old="--batch")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help="flip test (default on)")
     opt.add_scales(p, "test scales, e.g. 0.5 1 2 (default 1)", default=(1.0,))
     p.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"), help="autocast dtype")
     opt.add_device(p)
-    p.add_argument("--iters", type=opt.int_range("--iters", 1), default=10,
+    p.add_argument("--iters", type=opt.int_range(1), default=10,
                    help="timed batches (default 10, after 2 warm-up batches)")
 
 

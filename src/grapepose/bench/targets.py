@@ -12,13 +12,13 @@ from grapepose.cli import _options as opt
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--people", type=opt.int_range("--people", 0), default=15, help="people per image")
-    p.add_argument("--grid", type=opt.int_range("--grid", 1), default=128, help="output grid side")
-    p.add_argument("--keypoints", type=opt.int_range("--keypoints", 1), default=14, help="keypoint types K")
-    p.add_argument("--iters", type=opt.int_range("--iters", 1), default=200, help="images for the vectorised version")
-    p.add_argument("--oracle-iters", type=opt.int_range("--oracle-iters", 0), default=5,
+    p.add_argument("--people", type=opt.int_range(0), default=15, help="people per image")
+    p.add_argument("--grid", type=opt.int_range(1), default=128, help="output grid side")
+    p.add_argument("--keypoints", type=opt.int_range(1), default=14, help="keypoint types K")
+    p.add_argument("--iters", type=opt.int_range(1), default=200, help="images for the vectorised version")
+    p.add_argument("--oracle-iters", type=opt.int_range(0), default=5,
                    help="images for the loop oracle (slow); 0 skips it")
-    p.add_argument("--seed", type=opt.int_range("--seed", 0, opt.SEED_MAX), default=0, help="scene seed")
+    p.add_argument("--seed", type=opt.int_range(0, opt.SEED_MAX), default=0, help="scene seed")
 
 
 def random_scene(rng: np.random.Generator, people: int, k: int, grid: int) -> np.ndarray:

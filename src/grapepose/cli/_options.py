@@ -26,38 +26,44 @@ _ARGUMENT_PREFIX = re.compile(r"^argument (\S+): (.*)$", re.S)
 
 
 class Parser(argparse.ArgumentParser):
-    """An `ArgumentParser` whose errors are one line: `grapepose CMD: error: MESSAGE` (exit 2)."""
+    """An `ArgumentParser` whose errors are one line: `grapepose CMD: error: MESSAGE` (exit 2).
+
+    argparse's `argument --flag: must be >= 1, got 0` reads `--flag must be >= 1, got 0`; other
+    messages keep the flag in front: `--scene: invalid choice: ...`.
+    """
 
     def error(self, message: str) -> Any:  # noqa: ANN401 - NoReturn in the base class
         m = _ARGUMENT_PREFIX.match(message)
-        if m and m.group(2).startswith(m.group(1)):  # our type checks already name the flag
-            message = m.group(2)
+        if m:
+            flag, rest = m.group(1).split("/")[0], m.group(2)
+            message = f"{flag} {rest}" if rest.startswith("must ") else f"{flag}: {rest}"
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def int_range(flag: str, lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
-    """An argparse `type` parsing an integer in [lo, hi] (either bound may be None)."""
+def int_range(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse `type` parsing an integer in [lo, hi] (either bound may be None).
+
+    Its errors read `must be >= 1, got 0`; argparse puts the flag in front.
+    """
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be an integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
         if lo is not None and value < lo:
             bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-            raise argparse.ArgumentTypeError(f"{flag} must be {bound}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
         if hi is not None and value > hi:
             bound = f"in [{lo}, {hi}]" if lo is not None else f"<= {hi}"
-            raise argparse.ArgumentTypeError(f"{flag} must be {bound}, got {value}")
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
         return value
 
     parse.__name__ = "integer"
     return parse
 
 
-def float_range(
-    flag: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False
-) -> Callable[[str], float]:
+def float_range(lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Callable[[str], float]:
     """An argparse `type` parsing a finite number in [lo, hi] (`(lo, hi]` with `lo_open`)."""
     left = "(" if lo_open else "["
     if lo is not None and hi is not None:
@@ -73,37 +79,40 @@ def float_range(
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be {bound}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}") from None
         ok = math.isfinite(value)
         ok = ok and (lo is None or (value > lo if lo_open else value >= lo)) and (hi is None or value <= hi)
         if not ok:
-            raise argparse.ArgumentTypeError(f"{flag} must be {bound}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
         return value
 
     parse.__name__ = "number"
     return parse
 
 
-def device_name(text: str) -> str | None:
-    """An argparse `type` for `--device`: checked by the one device resolver, returned as given (None: auto)."""
-    from grapepose.errors import GrapeposeError
-    from grapepose.utils.device import resolve_device
+_DEVICE_FORM = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
-    if text.strip().lower() in ("", "auto"):
+
+def device_name(text: str) -> str | None:
+    """An argparse `type` for `--device`: the name's form, returned as given (None: auto).
+
+    Whether CUDA (or GPU N) is there is checked when the command runs, by the one device resolver
+    (`grapepose.utils.device.resolve_device`), so a command line can be checked on any machine.
+    """
+    name = text.strip().lower()
+    if name in ("", "auto"):
         return None
-    try:
-        resolve_device(text)
-    except GrapeposeError as e:
-        raise argparse.ArgumentTypeError(f"--device: {e}") from None
+    if not _DEVICE_FORM.match(name):
+        raise argparse.ArgumentTypeError(f"device {text!r} is not one of auto, cpu, cuda, cuda:N")
     return text
 
 
 def scale_values(text: str) -> list[float]:
     """An argparse `type` for one `--scales` word: `1`, or the older comma form `0.5,1,2`."""
-    parse = float_range("--scales", 0.0, lo_open=True)
+    parse = float_range(0.0, lo_open=True)
     parts = [p for p in text.split(",") if p.strip()]
     if not parts:
-        raise argparse.ArgumentTypeError(f"--scales must be numbers > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be numbers > 0, got {text!r}")
     return [parse(p) for p in parts]
 
 
@@ -147,7 +156,7 @@ def add_device(p: argparse.ArgumentParser, default: str | None = None, extra: st
 def add_batch_size(p: argparse.ArgumentParser, default: int | None, help: str, dest: str = "batch_size",
                    old: str | None = None) -> None:  # fmt: skip
     """`--batch-size N` (N >= 1); `old` is a deprecated spelling still accepted."""
-    kind = int_range("--batch-size", 1)
+    kind = int_range(1)
     p.add_argument("--batch-size", dest=dest, type=kind, default=default, metavar="N", help=help)
     if old:
         add_deprecated(p, old, "--batch-size", dest, type=kind, metavar="N")
@@ -155,7 +164,7 @@ def add_batch_size(p: argparse.ArgumentParser, default: int | None, help: str, d
 
 def add_workers(p: argparse.ArgumentParser, default: int | None, help: str, lo: int = 0) -> None:
     """`--workers N` (N >= lo)."""
-    p.add_argument("--workers", type=int_range("--workers", lo), default=default, metavar="N", help=help)
+    p.add_argument("--workers", type=int_range(lo), default=default, metavar="N", help=help)
 
 
 def add_out(p: argparse.ArgumentParser, kind: str, help: str, default: Any = None, required: bool = False) -> None:

@@ -21,9 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_out(p, "dir", "output folder (default: outputs/demo)", default="outputs/demo")
     opt.add_weights(p, "checkpoint to run (default: the bundled demo model)", default="demo")
     opt.add_device(p)
-    p.add_argument("--num-synthetic", type=opt.int_range("--num-synthetic", 1), default=4, metavar="N",
+    p.add_argument("--num-synthetic", type=opt.int_range(1), default=4, metavar="N",
                    help="synthetic crowd images to generate and score (default 4)")
-    p.add_argument("--size", type=opt.int_range("--size", MIN_SIZE, MAX_SIZE), default=384, metavar="S",
+    p.add_argument("--size", type=opt.int_range(MIN_SIZE, MAX_SIZE), default=384, metavar="S",
                    help="side of the synthetic images (default: 384)")
     p.add_argument("--photos", metavar="DIR", default=None,
                    help="folder of photos to predict on too (default: none; `./dev demo` passes ../shared/data/demo)")

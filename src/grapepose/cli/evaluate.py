@@ -33,13 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "reference (scales 0.5 1 2 + flip + fp16, as the authors' script)")  # fmt: skip
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test (overrides --mode)")
     opt.add_scales(p, "test scales, e.g. 0.5 1 2 (overrides --mode)")
-    p.add_argument("--base-size", type=opt.int_range("--base-size", 1), metavar="N",
+    p.add_argument("--base-size", type=opt.int_range(1), metavar="N",
                    help="short side at scale 1 (default 512)")
     p.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), help="autocast dtype (overrides --mode)")
     opt.add_device(p)
     opt.add_batch_size(p, 1, "images per forward pass (default 1)")
     opt.add_workers(p, 2, "image reading threads (default 2)")
-    p.add_argument("--limit", type=opt.int_range("--limit", 1), metavar="N",
+    p.add_argument("--limit", type=opt.int_range(1), metavar="N",
                    help="evaluate only the first N images (by id)")
     opt.add_out(p, "file", "write the COCO results here")
     opt.add_overrides(p, "test.nms_distance=0.1 (test.* keys only)")

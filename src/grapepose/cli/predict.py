@@ -22,9 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_batch_size(p, None, "frames per forward pass (default: 16 on CUDA, 2 on CPU)")
     arg("--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test (default: from the config)")
     opt.add_scales(p, "test scales, e.g. 0.5 1 2 (default: from the config)")
-    arg("--base-size", type=opt.int_range("--base-size", 1), metavar="N",
+    arg("--base-size", type=opt.int_range(1), metavar="N",
         help="short side at scale 1 (default: from the config, test.base_size)")
-    arg("--score-thr", type=opt.float_range("--score-thr", 0.0), default=0.1, metavar="T",
+    arg("--score-thr", type=opt.float_range(0.0), default=0.1, metavar="T",
         help="drop people scoring lower (0 keeps all, for evaluation)")
     opt.add_out(p, "dir", "output folder (default: outputs/predict)", default="outputs/predict")
     arg("--show-black", action="store_true", help="also draw the skeletons on black (<name>_black.*)")
@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     arg("--overwrite", action="store_true",
         help="replace the results.json (and drawings) of an earlier run in --out (default: refuse to start)")
     opt.add_overrides(p, "test.base_size=384")
-    arg("--max-frames", type=opt.int_range("--max-frames", 0), default=0, metavar="N",
+    arg("--max-frames", type=opt.int_range(0), default=0, metavar="N",
         help="stop each video/webcam after N frames (0: no limit; Ctrl-C also stops a webcam)")
 
 

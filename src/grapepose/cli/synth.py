@@ -13,11 +13,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     opt.add_scene(p, "sparse (few separated people), crowd (mixed) or hard (dense groups); default crowd",
                   default="crowd", old="--preset")  # fmt: skip
-    p.add_argument("--num-images", type=opt.int_range("--num-images", 1), required=True, metavar="N",
+    p.add_argument("--num-images", type=opt.int_range(1), required=True, metavar="N",
                    help="number of images")
-    p.add_argument("--size", type=opt.int_range("--size", MIN_SIZE, MAX_SIZE), default=512, metavar="S",
+    p.add_argument("--size", type=opt.int_range(MIN_SIZE, MAX_SIZE), default=512, metavar="S",
                    help=f"image side in pixels ({MIN_SIZE} to {MAX_SIZE}, default 512)")
-    p.add_argument("--seed", type=opt.int_range("--seed", 0, opt.SEED_MAX), default=0, metavar="S",
+    p.add_argument("--seed", type=opt.int_range(0, opt.SEED_MAX), default=0, metavar="S",
                    help="dataset seed; image i depends only on (seed, i)")
     opt.add_out(p, "dir", "writes DIR/images/ and DIR/annotations.json (all at once at the end; DIR must be new "
                 "or empty)", required=True)  # fmt: skip

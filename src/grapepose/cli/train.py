@@ -21,21 +21,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-data", metavar="ROOT", help="validation image folder (data.val_root)")
     p.add_argument("--val-ann", metavar="ANN.json", help="validation keypoint JSON (data.val_ann)")
     opt.add_out(p, "dir", "run directory (default: runs/<config name>)")
-    p.add_argument("--epochs", type=opt.int_range("--epochs", 1), metavar="N", help="train.epochs")
+    p.add_argument("--epochs", type=opt.int_range(1), metavar="N", help="train.epochs")
     opt.add_batch_size(p, None, "train.batch_size: images per step and process")
     opt.add_device(p, extra="; under torchrun, the local GPU")
     opt.add_workers(p, None, "DataLoader workers (data.num_workers)")
-    p.add_argument("--seed", type=opt.int_range("--seed", 0, opt.SEED_MAX), metavar="S", help="train.seed")
+    p.add_argument("--seed", type=opt.int_range(0, opt.SEED_MAX), metavar="S", help="train.seed")
     opt.add_scene(p, "train on synthetic scenes of this kind (grapepose.synth.SyntheticSource), generated on "
                   "the fly, instead of --data/--ann", old="--synthetic")  # fmt: skip
-    p.add_argument("--num-images", type=opt.int_range("--num-images", 1), default=None, metavar="N",
+    p.add_argument("--num-images", type=opt.int_range(1), default=None, metavar="N",
                    help="with --scene: synthetic images per pass (default 1000)")
-    opt.add_deprecated(p, "--synthetic-length", "--num-images", "num_images", type=opt.int_range("--num-images", 1))
+    opt.add_deprecated(p, "--synthetic-length", "--num-images", "num_images", type=opt.int_range(1))
     p.add_argument("--init-backbone", metavar="HRNET.pth", help="initialise the backbone from HRNet ImageNet weights")
     opt.add_weights(p, "initialise from a trained model (safetensors or the authors' .pth)")
-    p.add_argument("--max-steps", type=opt.int_range("--max-steps", 1), metavar="N",
+    p.add_argument("--max-steps", type=opt.int_range(1), metavar="N",
                    help="stop at global step N (saving last.pt) to train in chunks; rerun to continue")
-    p.add_argument("--time-limit", type=opt.float_range("--time-limit", 0.0, lo_open=True), metavar="MIN",
+    p.add_argument("--time-limit", type=opt.float_range(0.0, lo_open=True), metavar="MIN",
                    help="stop after MIN minutes of training (saving last.pt), e.g. to fit a job slot; rerun to go on")
     p.add_argument("--no-resume", action="store_true", help="ignore RUN_DIR/last.pt (it is overwritten)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
