@@ -64,7 +64,7 @@ def test_w18s_round_trip(w18s, file, tmp_path, capsys, monkeypatch):
         load_model(path, preset="coco_w18")
     # convert (no preset: sniffed)
     dst = tmp_path / "converted.safetensors"
-    assert main(["convert", str(path), str(dst)]) == 0
+    assert main(["convert", str(path), "--out", str(dst)]) == 0
     assert "coco_w18s" in capsys.readouterr().out
     assert load_model(dst).config.model.backbone == "hrnet_w18_small_v2"
     # export loads the same network (the ONNX writing itself is tested in tests/export)

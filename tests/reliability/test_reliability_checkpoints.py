@@ -17,10 +17,10 @@ def test_pytorch_file_named_safetensors_is_read_by_its_content(tmp_path, capsys)
     path = tmp_path / "model.safetensors"
     torch.save(model.state_dict(), path)
     out = tmp_path / "converted.safetensors"
-    assert fails(["convert", str(path), str(out)], capsys)[0] == 0
+    assert fails(["convert", str(path), "--out", str(out)], capsys)[0] == 0
     bad = tmp_path / "evil.safetensors"
     bad.write_bytes(pickle.dumps({"x": Path("x")}, protocol=2))  # a plain pickle with a Python object
-    assert fails(["convert", str(bad), str(out)], capsys) == (
+    assert fails(["convert", str(bad), "--out", str(out)], capsys) == (
         2, f"grapepose convert: error: {bad}: holds Python objects other than tensors and plain data; refusing to "
         "unpickle it")  # fmt: skip
 

@@ -157,7 +157,7 @@ def test_demo_photos_not_a_folder(tmp_path, capsys, no_work):
         (["predict", "x.jpg", "--scales", "0.5", "0"], "grapepose predict: error: --scales must be a number > 0, got 0"),
         (["predict", "x.jpg", "--max-frames", "-1"], "grapepose predict: error: --max-frames must be >= 0, got -1"),
         (["predict", "x.jpg", "--device", "banana"],
-         "grapepose predict: error: --device: device 'banana' is not one of auto, cpu, cuda, cuda:N"),
+         "grapepose predict: error: --device must be one of auto, cpu, cuda, cuda:N, got 'banana'"),
         (["evaluate", "--ann", "a.json", "--limit", "-1"], "grapepose evaluate: error: --limit must be >= 1, got -1"),
         (["evaluate", "--ann", "a.json", "--workers", "-1"], "grapepose evaluate: error: --workers must be >= 0, got -1"),
         (["evaluate", "--ann", "a.json", "--batch-size", "x"],
@@ -187,7 +187,7 @@ def test_numeric_flag_out_of_range(argv, message, tmp_path, capsys, monkeypatch,
 def test_unknown_device_on_every_command_that_has_one(capsys):
     for argv in (["evaluate", "--ann", "a"], ["train"], ["demo"], ["bench", "decode"]):
         assert main([*argv, "--device", "gpu0"]) == 2
-        assert "error: --device: device 'gpu0' is not one of auto, cpu, cuda, cuda:N" in capsys.readouterr().err
+        assert "error: --device must be one of auto, cpu, cuda, cuda:N, got 'gpu0'" in capsys.readouterr().err
 
 
 def test_evaluate_refuses_overrides_outside_test(shared_data, tmp_path, capsys, no_work):

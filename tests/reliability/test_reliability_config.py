@@ -45,7 +45,7 @@ FAULTS = {
 @pytest.mark.parametrize("override", list(FAULTS))
 def test_out_of_range_is_one_line(override, tmp_path, capsys):
     run = tmp_path / "run"
-    argv = ["train", "--preset", "coco_w18s", "--synthetic", "crowd", "--out", str(run), "--device", "cpu", override]
+    argv = ["train", "--preset", "coco_w18s", "--scene", "crowd", "--out", str(run), "--device", "cpu", override]
     assert fails(argv, capsys) == (2, f"grapepose train: error: {FAULTS[override]}")
     assert not run.exists()
     with pytest.raises(ConfigError) as e:  # the Python API says the same
@@ -57,7 +57,7 @@ def test_out_of_range_is_one_line(override, tmp_path, capsys):
 def test_yaml_that_is_not_a_mapping(tmp_path, capsys, text, kind):
     path = tmp_path / "cfg.yaml"
     path.write_text(text)
-    argv = ["train", "--preset", str(path), "--synthetic", "crowd", "--out", str(tmp_path / "run")]
+    argv = ["train", "--preset", str(path), "--scene", "crowd", "--out", str(tmp_path / "run")]
     message = f"{path}: expected a mapping of config sections (model, data, test, train), got a {kind}"
     assert fails(argv, capsys) == (2, f"grapepose train: error: {message}")
 
@@ -72,9 +72,9 @@ def test_keypoints_section_is_checked(tmp_path):
 
 @pytest.mark.parametrize("device", ["banana", "cuda:x"])
 def test_unknown_device(device, tmp_path, capsys, shared_data, tiny_checkpoint):
-    message = f"device {device!r} is not one of auto, cpu, cuda, cuda:N"
+    message = f"--device must be one of auto, cpu, cuda, cuda:N, got {device!r}"  # checked while parsing
     run = tmp_path / "run"
-    argv = ["train", "--preset", "coco_w18s", "--synthetic", "crowd", "--out", str(run), "--device", device]
+    argv = ["train", "--preset", "coco_w18s", "--scene", "crowd", "--out", str(run), "--device", device]
     assert fails(argv, capsys) == (2, f"grapepose train: error: {message}")
     ann = shared_data / "crowdpose" / "test_crowdpose.json"
     argv = ["evaluate", "--weights", str(tiny_checkpoint), "--data", str(ann.parent), "--ann", str(ann), "--device", device]

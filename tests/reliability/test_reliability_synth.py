@@ -48,9 +48,9 @@ def test_overwrite_replaces_the_whole_folder(tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--size", "100000"], "synthetic data: image size must be an integer in [64, 4096], got 100000"),
-        (["--seed", "-5"], "synthetic data: seed must be an integer in [0, 4294967295], got -5"),
-        (["--seed", str(2**32)], "synthetic data: seed must be an integer in [0, 4294967295], got 4294967296"),
+        (["--size", "100000"], "--size must be in [64, 4096], got 100000"),  # the CLI checks while parsing
+        (["--seed", "-5"], "--seed must be in [0, 4294967295], got -5"),
+        (["--seed", str(2**32)], "--seed must be in [0, 4294967295], got 4294967296"),
     ],
 )
 def test_bounds(tmp_path, capsys, extra, message):

@@ -103,7 +103,7 @@ def device_name(text: str) -> str | None:
     if name in ("", "auto"):
         return None
     if not _DEVICE_FORM.match(name):
-        raise argparse.ArgumentTypeError(f"device {text!r} is not one of auto, cpu, cuda, cuda:N")
+        raise argparse.ArgumentTypeError(f"must be one of auto, cpu, cuda, cuda:N, got {text!r}")
     return text
 
 
