@@ -252,7 +252,8 @@ def job_eval(spec: dict[str, Any], result: str) -> None:
 
     root = Path(spec["dir"])
     synth = ["synth", "--preset", spec["scene"], "--num-images", str(spec["num_images"]), "--size", str(spec["size"]),
-             "--seed", str(spec["seed"]), "--out", str(root), "--workers", str(spec["workers"]), "--no-progress"]  # fmt: skip
+             "--seed", str(spec["seed"]), "--out", str(root), "--workers", str(spec["workers"]),
+             "--no-progress"]  # fmt: skip
     t0 = time.perf_counter()
     rc, text = _cli(synth)
     if rc:

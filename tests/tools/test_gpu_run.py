@@ -139,14 +139,16 @@ def test_a_failing_phase_is_recorded_and_the_later_phases_still_run(tmp_path):
     phases = summary["phases"]
     assert phases["install"]["status"] == "failed" and phases["install"]["error"] == "pip could not install x"
     assert phases["install"]["wheels_installed"] == ["x.whl"]
-    assert phases["cuda_tests"] == {"status": "failed", "error": "KeyError: 'oops'", "wall_s": phases["cuda_tests"]["wall_s"]}
+    assert phases["cuda_tests"] == {"status": "failed", "error": "KeyError: 'oops'",
+                                    "wall_s": phases["cuda_tests"]["wall_s"]}
     assert phases["train"]["status"] == "ok" and phases["train"]["steps"] == 3
     assert summary["failed_phases"] == ["install", "cuda_tests"]
 
 
 def test_a_hanging_child_is_killed_at_its_time_limit(tmp_path):
     log = tmp_path / "x.log"
-    child = gpu_run.run_child([sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"], log, 2)
+    sleeper = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"]
+    child = gpu_run.run_child(sleeper, log, 2)
     assert child.rc is None and not child.ok and child.seconds < 30
     assert "started" in log.read_text() and "killed after 2 s (phase time limit)" in log.read_text()
 
@@ -176,6 +178,21 @@ def test_ablation_trains_without_global_context_into_its_own_files(tmp_path, mon
     monkeypatch.setattr(run, "job", lambda name, spec, log, timeout: specs.setdefault(name, spec) and {})
     assert run.run() == 0
     assert "model.global_context=false" in specs["train"]["overrides"] and specs["export"]["ablation"] is True
-    assert Path(specs["export"]["out"]).name == "demo_dekr.safetensors" and Path(specs["eval"]["md"]).name == "eval_dekr.md"
+    assert Path(specs["export"]["out"]).name == "demo_dekr.safetensors"
+    assert Path(specs["eval"]["md"]).name == "eval_dekr.md"
     assert specs["eval"]["weights"] == specs["export"]["out"] and specs["train"]["run_dir"].endswith("run_dekr")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["summary_dekr.json"]
+
+
+def test_cuda_figures_are_set_against_the_reference():
+    lines = [{"bench": "forward", "preset": "crowdpose_w32", "device": "cuda", "dtype": "bf16", "batch": 32,
+              "images_per_s": 328.0},
+             {"bench": "forward", "preset": "coco_w18s", "device": "cuda", "dtype": "bf16", "batch": 32,
+              "images_per_s": 999.0},
+             {"bench": "train", "preset": "crowdpose_w32", "device": "cuda", "dtype": "bf16", "batch": 16,
+              "images_per_s": 24.0, "peak_memory_gb": 25.0}]  # fmt: skip
+    table = gpu_run.compare_reference(lines)
+    assert table["forward_b32_images_per_s"] == {"ours": 328.0, "ours_dtype": "bf16", "reference_h100_fp16": 164.0,
+                                                 "ratio": 2.0}  # fmt: skip
+    assert table["train_b16_images_per_s"]["ratio"] == 0.5 and table["train_b16_memory_gb"]["ratio"] == 0.5
+    assert table["forward_b1_images_per_s"]["ours"] is None  # not measured: no figure invented
