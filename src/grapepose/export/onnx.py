@@ -105,6 +105,9 @@ def export_onnx(
     config = config if config is not None else getattr(model, "config", None)
     # A copy: the caller's model keeps its device, dtype and mode.
     wrapper = _Outputs(copy.deepcopy(model).float().cpu()).eval()
+    for m in wrapper.modules():  # the DeformConv form (the tracing device, CPU, would pick sampling)
+        if hasattr(m, "deform_impl"):
+            m.deform_impl = "torchvision"
     example = torch.zeros(2, 3, h, w)
     with torch.no_grad():
         n_out = len(wrapper(example))
