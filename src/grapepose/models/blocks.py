@@ -111,18 +111,19 @@ class AdaptiveBlock(nn.Module):
     def _deform(self, x: Tensor) -> Tensor:
         sampling = resolve_deform_impl(self.deform_impl, x.device) == "sampling"
         conv = deform_conv3x3 if sampling else deform_conv3x3_torchvision
-        return conv(x, self.sampling_offsets(x), self.deform_conv.weight.float())
+        return conv(x, self.sampling_offsets(x), self.deform_conv.weight.to(x.dtype))
 
     def forward(self, x: Tensor) -> Tensor:
         """[B, C, H, W] -> [B, C, H, W]."""
-        # Offsets and the deformable conv run in fp32 whatever the surrounding precision: bf16 would
-        # put ~0.03 px of error on sampling positions of a few pixels, and torchvision's
-        # deform_conv2d kernels have no bf16 implementation.
+        # Offsets and the deformable conv run in fp32 at least whatever the surrounding precision:
+        # bf16 would put ~0.03 px of error on sampling positions of a few pixels, and torchvision's
+        # deform_conv2d kernels have no bf16 implementation. fp64 stays fp64.
+        wide = x.to(torch.promote_types(x.dtype, torch.float32))
         if torch.is_autocast_enabled(x.device.type):
             with torch.autocast(device_type=x.device.type, enabled=False):
-                out = self._deform(x.float())
+                out = self._deform(wide)
         else:
-            out = self._deform(x.float())
+            out = self._deform(wide)
         out = self.bn(out.to(x.dtype))
         return F.relu(out + x, inplace=True)
 
