@@ -109,3 +109,16 @@ def test_adaptive_block_under_cuda_autocast(dtype):
     assert a.dtype == b.dtype == dtype
     scale = b.float().abs().max()
     assert ((a.float() - b.float()).abs().max() / scale) < 1e-2
+
+
+def test_bench_baseline_switches_every_block_back():
+    from grapepose.bench._timing import use_baseline_kernels
+    from grapepose.models import build_model
+    from grapepose.models.transformer import Attention
+
+    model = build_model("coco_w18s")
+    use_baseline_kernels(model)
+    blocks = [m for m in model.modules() if isinstance(m, AdaptiveBlock)]
+    attention = [m for m in model.modules() if isinstance(m, Attention)]
+    assert len(blocks) == 1 and len(attention) == 7  # 3 encoder + 2 x 2 decoder attentions
+    assert {m.deform_impl for m in blocks} == {"torchvision"} and {m.attention_impl for m in attention} == {"sdpa"}
