@@ -242,7 +242,7 @@ def test_export_doc_snippet_finds_the_people_of_the_decoder(exported, shared_dat
     assert 0 < len(people) <= 30 and all(j.shape == (14, 2) for _, j in people)
 
     # The full decoder with the steps the snippet leaves out switched off keeps a subset of its people.
-    plain = ["test.flip=false", "test.refine=false", "test.snap_visibility_threshold=2", "test.base_size=512"]
+    plain = ["test.flip=false", "test.refine=false", "test.snap_visibility_threshold=1", "test.base_size=512"]
     poses = PoseEstimator.from_pretrained(path, device="cpu", overrides=plain)(photo)
     assert len(poses) > 0
     joints = np.stack([j for _, j in people])  # [P, K, 2]
