@@ -32,6 +32,8 @@ __all__ = [
     "PRESETS", "TEST_MODES", "load_config", "config_from_dict", "config_to_dict", "apply_overrides", "preset_config",
 ]  # fmt: skip
 
+# How the adaptive block runs its deformable conv (grapepose.models.deform); not an architecture choice.
+DEFORM_IMPLS = ("auto", "sampling", "torchvision")
 BACKBONE_WIDTHS = {name: b.width for name, b in BACKBONES.items()}  # kept for old imports; see grapepose.backbones
 
 
@@ -50,6 +52,7 @@ class ModelConfig:
     dropout: float = 0.1
     bn_momentum: float = 0.1
     global_context: bool = True  # False: DEKR-style ablation without the transformer branch
+    deform_impl: str = "auto"  # adaptive block: auto | sampling | torchvision (grapepose.models.deform)
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -57,6 +60,8 @@ class ModelConfig:
         check_section("model", self)
         if self.d_model % self.nhead:
             raise ConfigError(f"model.d_model ({self.d_model}) must be divisible by model.nhead ({self.nhead})")
+        if self.deform_impl not in DEFORM_IMPLS:
+            raise ConfigError(f"model.deform_impl: {self.deform_impl!r} is not one of {', '.join(DEFORM_IMPLS)}")
 
 
 @dataclass(frozen=True)

@@ -133,3 +133,44 @@ def _detr_sine(h: int, w: int, d: int) -> Tensor:
 @pytest.mark.parametrize("h,w,d", [(8, 8, 128), (6, 10, 32)])
 def test_sine_position_encoding_matches_detr(h, w, d):
     torch.testing.assert_close(sine_position_encoding(h, w, d), _detr_sine(h, w, d), atol=1e-6, rtol=0)
+
+
+def _reference_dropout_attention(q: Tensor, k: Tensor, v: Tensor, p: float, keep: Tensor) -> Tensor:
+    """SDPA's math path written out: softmax(q k^T / sqrt(dh)), dropout with `keep`, times v."""
+    prob = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+    return (prob * keep / (1 - p)) @ v
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_dropout_attention_values_and_gradients(dtype, tol):
+    from grapepose.models.transformer import dropout_attention
+
+    q, k, v = (_randn(2, 3, n, 8, seed=s).to(dtype).requires_grad_() for s, n in ((0, 12), (1, 20), (2, 20)))
+    grad = _randn(2, 3, 12, 8, seed=3).to(dtype)
+    # the mask is the default generator's bernoulli(1 - p), drawn after the seed: same draw here
+    torch.manual_seed(5)
+    out = dropout_attention(q, k, v, 0.3)
+    torch.manual_seed(5)
+    keep = torch.empty(2, 3, 12, 20, dtype=dtype).bernoulli_(0.7)
+    assert 0.5 < keep.mean() < 0.9 and set(keep.unique().tolist()) == {0.0, 1.0}
+    got = [out, *torch.autograd.grad(out, (q, k, v), grad)]
+    ref = _reference_dropout_attention(q, k, v, 0.3, keep)
+    want = [ref, *torch.autograd.grad(ref, (q, k, v), grad)]
+    for name, a, b in zip(("out", "dq", "dk", "dv"), got, want):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol, msg=name)
+
+
+def test_attention_training_uses_dropout_on_the_probabilities():
+    attn = Attention(D, NHEAD, dropout=0.5).train()
+    x = _randn(2, 10, D)
+    torch.manual_seed(0)
+    a = attn(x, x, x)
+    torch.manual_seed(0)
+    b = attn(x, x, x)
+    torch.testing.assert_close(a, b, atol=0, rtol=0)  # reproducible from the seed
+    c = attn(x, x, x)
+    assert (a - c).abs().max() > 1e-3  # and random
+    with torch.no_grad():
+        expected = attn.eval()(x, x, x)  # no dropout in eval: the mean of the training outputs
+        mean = torch.stack([attn.train()(x, x, x) for _ in range(400)]).mean(0)
+    assert (mean - expected).abs().max() < 0.1 * expected.abs().max()

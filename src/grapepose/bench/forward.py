@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=opt.int_range(0), default=3, help="untimed forwards first (default 3)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--threads", type=opt.int_range(0), default=0, help="CPU threads (0: torch default)")
+    p.add_argument("--baseline", action="store_true",
+                   help="the older kernels (torchvision deformable conv, SDPA attention), for before/after figures")
     opt.add_overrides(p, "model.d_model=64")
 
 
@@ -37,7 +39,7 @@ def _peak_rss_bytes() -> int:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from grapepose.bench._timing import time_calls
+    from grapepose.bench._timing import time_calls_wall_and_cpu, use_baseline_kernels
     from grapepose.config import load_config
     from grapepose.errors import ConfigError
     from grapepose.models import build_model
@@ -57,6 +59,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.backends.cudnn.benchmark = True
     rss_before = _peak_rss_bytes()
     model = build_model(cfg).to(device).eval()
+    if args.baseline:
+        use_baseline_kernels(model)
     images = torch.randn(args.batch, 3, args.size, args.size, device=device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -67,13 +71,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             model(images)
 
     with torch.inference_mode():
-        elapsed = time_calls(forward, args.warmup, args.iters, device)
+        elapsed, cpu = time_calls_wall_and_cpu(forward, args.warmup, args.iters, device)
     iters = max(args.iters, 1)
     out: dict[str, Any] = {
         "preset": cfg.name, "device": str(device), "dtype": args.dtype, "channels_last": args.channels_last,
         "batch": args.batch, "size": args.size, "iters": args.iters,
         "images_per_s": round(args.batch * args.iters / elapsed, 3) if elapsed > 0 else None,
         "ms_per_batch": round(1000 * elapsed / iters, 2),
+        "cpu_ms_per_batch": round(1000 * cpu / iters, 2), "baseline": args.baseline,
         "params": sum(p.numel() for p in model.parameters()),
         "threads": torch.get_num_threads(),
     }  # fmt: skip

@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=opt.int_range(1), default=20, help="timed steps (default 20)")
     p.add_argument("--warmup", type=opt.int_range(0), default=3, help="untimed steps first (default 3)")
     p.add_argument("--threads", type=opt.int_range(0), default=0, help="CPU threads (0: torch default)")
+    p.add_argument("--baseline", action="store_true",
+                   help="the older kernels (torchvision deformable conv, SDPA attention), for before/after figures")
     opt.add_overrides(p, "model.d_model=64")
 
 
@@ -49,7 +51,7 @@ def random_batch(batch: int, size: int, num_keypoints: int, seed: int = 0) -> di
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from grapepose.bench._timing import time_calls
+    from grapepose.bench._timing import time_calls_wall_and_cpu, use_baseline_kernels
     from grapepose.config import load_config
     from grapepose.engine.losses import GrapeLoss
     from grapepose.engine.optim import build_optimizer
@@ -70,6 +72,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True
     model = build_model(cfg).to(device)
+    if args.baseline:
+        use_baseline_kernels(model)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     model.train()
@@ -82,12 +86,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         forward_backward(model, batch, criterion, precision, scaler, optimizer, device)
         apply_update(model, optimizer, scaler, None, cfg.train.grad_clip)
 
-    elapsed = time_calls(step, args.warmup, args.steps, device)
+    elapsed, cpu = time_calls_wall_and_cpu(step, args.warmup, args.steps, device)
     out: dict[str, Any] = {
         "preset": cfg.name, "backbone": cfg.model.backbone, "device": str(device), "dtype": precision.name,
         "batch": args.batch, "size": args.size, "steps": args.steps,
         "images_per_s": round(args.batch * args.steps / elapsed, 3),
         "ms_per_step": round(1000 * elapsed / max(args.steps, 1), 2),
+        "cpu_ms_per_step": round(1000 * cpu / max(args.steps, 1), 2), "baseline": args.baseline,
         "threads": torch.get_num_threads(),
     }  # fmt: skip
     if device.type == "cuda":

@@ -1,4 +1,8 @@
-"""`grapepose export`: write a model as an ONNX file (dynamic batch/height/width, DeformConv, opset 19)."""
+"""`grapepose export`: write a model as an ONNX file (dynamic batch/height/width, standard operators).
+
+By default only standard ONNX operators (the adaptive block as GridSample + MatMul, opset 18);
+`--deform-op` keeps the ONNX DeformConv operator (opset 19) for runtimes that have it.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default=None, help="config for checkpoints without one; alone: an untrained network")
     p.add_argument("--format", choices=("onnx",), default="onnx", help="output format (onnx)")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="output file, e.g. model.onnx")
-    p.add_argument("--opset", type=int, default=19, help="ONNX opset (>= 19, the first with DeformConv)")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18; 19 with --deform-op)")
+    p.add_argument("--deform-op", action="store_true",
+                   help="export the adaptive block as ONNX DeformConv (opset >= 19) instead of GridSample + MatMul")
     p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"),
                    help="example input traced during export (multiples of 64; the file takes any)")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
@@ -28,12 +34,12 @@ def run(args: argparse.Namespace) -> int:
 
     from grapepose.api import resolve_weights
     from grapepose.config import PRESETS
-    from grapepose.export.onnx import MIN_OPSET, export_onnx
+    from grapepose.export.onnx import DEFAULT_OPSET, DEFORM_OP_MIN_OPSET, check_opset, export_onnx
     from grapepose.models import build_model, load_model
     from grapepose.io.files import check_output_path
 
-    if args.opset < MIN_OPSET:  # before the (slow) model loading
-        raise GrapeposeError(f"opset {args.opset} has no DeformConv; use --opset {MIN_OPSET} or higher")
+    opset = args.opset if args.opset is not None else (DEFORM_OP_MIN_OPSET if args.deform_op else DEFAULT_OPSET)
+    check_opset(opset, args.deform_op)  # before the (slow) model loading
     if args.weights is None and args.preset is None:
         raise GrapeposeError("give --weights (a checkpoint or 'demo') or --preset (an untrained network)")
     if any(s <= 0 or s % 64 for s in args.size):
@@ -49,10 +55,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         model = load_model(resolve_weights(args.weights), preset=args.preset)
     start = time.perf_counter()
-    path = export_onnx(model, args.out, opset=args.opset, example_size=tuple(args.size))
+    path = export_onnx(model, args.out, opset=opset, example_size=tuple(args.size), deform_op=args.deform_op)
     took = time.perf_counter() - start
     size_mb = path.stat().st_size / 1e6
-    print(f"wrote {path} ({size_mb:.1f} MB, opset {args.opset}) in {took:.1f} s")
+    form = "DeformConv" if args.deform_op else "standard operators"
+    print(f"wrote {path} ({size_mb:.1f} MB, opset {opset}, {form}) in {took:.1f} s")
     if args.check:
         from grapepose.export.runtime import OnnxModel
 

@@ -1,10 +1,13 @@
 """ONNX export of the GRAPE network through the dynamo exporter.
 
-The legacy TorchScript exporter rejects `torchvision::deform_conv2d` (the adaptive block of the
-refined-offset head); the dynamo exporter (`torch.onnx.export(..., dynamo=True)`, needs
-`onnxscript`) takes a custom translation of that op to the standard ONNX `DeformConv` (opset 19).
-Batch, height and width stay dynamic (height and width multiples of 64). The config of the model is
-stored in the file's metadata so the runtime can rebuild decoding settings and keypoint metadata.
+By default the file holds standard ONNX operators only: the adaptive block's deformable convolution
+is exported in its sampling form (`grapepose.models.deform`: `GridSample` + `MatMul`), so any
+runtime with opset 18 runs it (GridSample exists from opset 16; the exporter writes 18 or newer).
+`deform_op=True` (CLI `--deform-op`, opset >= 19) keeps the ONNX `DeformConv` operator instead,
+through a custom translation of `torchvision::deform_conv2d` (the legacy TorchScript exporter
+rejects that op). Batch, height and width stay dynamic (height and width multiples of 64). The
+config of the model is stored in the file's metadata so the runtime can rebuild decoding settings
+and keypoint metadata.
 """
 
 from __future__ import annotations
@@ -22,13 +25,31 @@ from torch import Tensor, nn
 from grapepose.config import Config, config_to_dict
 from grapepose.errors import GrapeposeError
 from grapepose.io.files import atomic_path
+from grapepose.models.blocks import AdaptiveBlock
 
-__all__ = ["export_onnx", "deform_conv2d_to_onnx", "OUTPUT_NAMES", "INPUT_NAME", "CONFIG_KEY", "MIN_OPSET"]
+__all__ = [
+    "export_onnx", "check_opset", "deform_conv2d_to_onnx", "OUTPUT_NAMES", "INPUT_NAME", "CONFIG_KEY",
+    "DEFAULT_OPSET", "MIN_OPSET", "DEFORM_OP_MIN_OPSET",
+]  # fmt: skip
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("heatmaps", "offsets", "refined_offsets", "visibility")
 CONFIG_KEY = "grapepose.config"
-MIN_OPSET = 19  # first opset with DeformConv
+# The dynamo exporter writes opset 18 or newer (its down-conversion to 16/17 breaks LayerNormalization
+# and Split), which has GridSample (from 16); DeformConv needs 19.
+MIN_OPSET = 18
+DEFAULT_OPSET = 18
+DEFORM_OP_MIN_OPSET = 19
+
+
+def check_opset(opset: int, deform_op: bool = False) -> None:
+    """Raise `GrapeposeError` when `opset` cannot hold the requested form of the network."""
+    if deform_op and opset < DEFORM_OP_MIN_OPSET:
+        raise GrapeposeError(
+            f"opset {opset} has no DeformConv; use --opset {DEFORM_OP_MIN_OPSET} or higher with --deform-op"
+        )
+    if opset < MIN_OPSET:
+        raise GrapeposeError(f"opset {opset} is older than the exporter writes; use --opset {MIN_OPSET} or higher")
 
 
 def deform_conv2d_to_onnx(
@@ -77,26 +98,29 @@ def _check_deps() -> None:
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike[str],
-    opset: int = MIN_OPSET,
+    opset: int | None = None,
     example_size: tuple[int, int] = (256, 256),
     config: Config | None = None,
+    deform_op: bool = False,
 ) -> Path:
     """Export `model` (a GrapeNet, or any module with the same outputs) to an ONNX file, atomically.
 
     Args:
         model: the network (unchanged; a copy is exported in eval mode, fp32, on CPU).
         path: output file.
-        opset: ONNX opset, at least 19.
+        opset: ONNX opset, at least 18 (19 with `deform_op`); default 18, or 19 with `deform_op`.
         example_size: `(height, width)` of the traced example (multiples of 64); the file accepts
             any batch and any multiple-of-64 size.
         config: stored in the file's metadata (default: `model.config`).
+        deform_op: export adaptive blocks as ONNX `DeformConv` instead of `GridSample` + `MatMul`.
 
     Returns:
         The written path.
     """
     _check_deps()
-    if opset < MIN_OPSET:
-        raise GrapeposeError(f"opset {opset} has no DeformConv; use --opset {MIN_OPSET} or higher")
+    if opset is None:
+        opset = DEFORM_OP_MIN_OPSET if deform_op else DEFAULT_OPSET
+    check_opset(opset, deform_op)
     h, w = example_size
     if h % 64 or w % 64 or h <= 0 or w <= 0:
         raise GrapeposeError(f"example size {h}x{w} must be positive multiples of 64")
@@ -105,6 +129,9 @@ def export_onnx(
     config = config if config is not None else getattr(model, "config", None)
     # A copy: the caller's model keeps its device, dtype and mode.
     wrapper = _Outputs(copy.deepcopy(model).float().cpu()).eval()
+    for m in wrapper.modules():  # AdaptiveBlocks: the form asked for, whatever the model's setting
+        if isinstance(m, AdaptiveBlock):
+            m.deform_impl = "torchvision" if deform_op else "sampling"
     example = torch.zeros(2, 3, h, w)
     with torch.no_grad():
         n_out = len(wrapper(example))
@@ -120,6 +147,9 @@ def export_onnx(
         )  # fmt: skip
     if program is None:  # pragma: no cover - only without dynamo
         raise GrapeposeError("ONNX export produced no program")
+    written = program.model.opset_imports.get("", None)
+    if written != opset:  # the exporter falls back to its own opset when it cannot convert
+        raise GrapeposeError(f"the ONNX exporter wrote opset {written} instead of {opset}; use --opset {MIN_OPSET}")
     if config is not None:
         program.model.metadata_props[CONFIG_KEY] = json.dumps(config_to_dict(config.resolved()))
     path = Path(path)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import deform_conv2d
+
+from grapepose.models.deform import deform_conv3x3, deform_conv3x3_torchvision, resolve_deform_impl
 
 __all__ = ["AdaptiveBlock", "BasicBlock", "ConvBNReLU", "Head"]
 
@@ -77,10 +78,20 @@ class AdaptiveBlock(nn.Module):
     A 3x3 conv predicts a 2x2 matrix A per pixel (`affine`, 4 channels) and another a translation t
     (`translation`, 2 channels); the kernel samples at A r + t for the regular grid positions r.
     Then BN, identity residual, ReLU.
+
+    Args:
+        channels: input = output channels.
+        bn_momentum: BatchNorm momentum.
+        deform_impl: how the deformable conv runs (`grapepose.models.deform`): "sampling"
+            (`grid_sample` + matmul, standard ONNX operators), "torchvision" (`deform_conv2d`,
+            ONNX `DeformConv`) or "auto" (sampling on CPU, torchvision elsewhere). Same parameters
+            and the same results either way.
     """
 
-    def __init__(self, channels: int, bn_momentum: float = 0.1) -> None:
+    def __init__(self, channels: int, bn_momentum: float = 0.1, deform_impl: str = "auto") -> None:
         super().__init__()
+        resolve_deform_impl(deform_impl, torch.device("cpu"))  # validates the name
+        self.deform_impl = deform_impl
         self.affine = nn.Conv2d(channels, 4, 3, padding=1, bias=True)
         self.translation = nn.Conv2d(channels, 2, 3, padding=1, bias=True)
         # A plain holder for the [C, C, 3, 3] kernel (same init as torchvision's DeformConv2d).
@@ -98,18 +109,21 @@ class AdaptiveBlock(nn.Module):
         return F.conv2d(params, self.offset_weight.to(x.dtype), self.offset_bias.to(x.dtype))
 
     def _deform(self, x: Tensor) -> Tensor:
-        return deform_conv2d(x, self.sampling_offsets(x), self.deform_conv.weight.float(), padding=(1, 1))
+        sampling = resolve_deform_impl(self.deform_impl, x.device) == "sampling"
+        conv = deform_conv3x3 if sampling else deform_conv3x3_torchvision
+        return conv(x, self.sampling_offsets(x), self.deform_conv.weight.to(x.dtype))
 
     def forward(self, x: Tensor) -> Tensor:
         """[B, C, H, W] -> [B, C, H, W]."""
-        # Offsets and the deformable conv run in fp32 whatever the surrounding precision: bf16 would
-        # put ~0.03 px of error on sampling positions of a few pixels, and torchvision's
-        # deform_conv2d kernels have no bf16 implementation.
+        # Offsets and the deformable conv run in fp32 at least whatever the surrounding precision:
+        # bf16 would put ~0.03 px of error on sampling positions of a few pixels, and torchvision's
+        # deform_conv2d kernels have no bf16 implementation. fp64 stays fp64.
+        wide = x.to(torch.promote_types(x.dtype, torch.float32))
         if torch.is_autocast_enabled(x.device.type):
             with torch.autocast(device_type=x.device.type, enabled=False):
-                out = self._deform(x.float())
+                out = self._deform(wide)
         else:
-            out = self._deform(x.float())
+            out = self._deform(wide)
         out = self.bn(out.to(x.dtype))
         return F.relu(out + x, inplace=True)
 
