@@ -102,7 +102,7 @@ def _network_outputs(model, image: np.ndarray, scales, base_size: int = 128):
     return outs, flips, t.input_size
 
 
-def _perturbed(outputs, seed: int, eps: float = 1e-5):
+def _perturbed(outputs, seed: int, eps: float = 1e-4):
     g = torch.Generator().manual_seed(seed)
     one = lambda o: type(o)(*(None if t is None else t * (1 + eps * (2 * torch.rand(t.shape, generator=g) - 1))
                               for t in o))  # fmt: skip
@@ -120,7 +120,7 @@ def test_real_network_outputs_equal_the_old_decoder(tiny_checkpoint, shared_data
 
     On a random network many windows hold noise, and some Gaussian fits there are chaotic: they run
     far out of their window, or the old decoder itself moves them by more than 0.01 px when its
-    inputs change by 1e-5 (relative). Those joints are left out of the comparison (and counted).
+    inputs change by 1e-4 (relative). Those joints are left out of the comparison (and counted).
     """
     model = load_model(tiny_checkpoint).eval()
     image = read_image(shared_data / "demo" / "crowd_01.jpg")

@@ -108,9 +108,10 @@ def _jtj_map() -> torch.Tensor:
 
 
 _JTJ = _jtj_map()
-_PAIR_A = torch.tensor([a for a, _ in _PAIRS])
-_PAIR_B = torch.tensor([b for _, b in _PAIRS])
-_ZM = torch.tensor([0, 3, 1, 6])  # u_a(x) z u_b(y) at 3a + b for the columns; the s column adds index 2
+_GRAM = torch.tensor([3 * a + b for a, b in _PAIRS])  # the 6 Gram entries in a flattened 3 x 3
+# u_a(x) z u_b(y) (flattened 3a + b) -> the 4 columns: b_00, b_10, b_01 and b_20 + b_02
+_ZMAP = torch.zeros(9, 4)
+_ZMAP[0, 0] = _ZMAP[3, 1] = _ZMAP[1, 2] = _ZMAP[6, 3] = _ZMAP[2, 3] = 1.0
 
 
 def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,
@@ -118,25 +119,27 @@ def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tenso
     """`[J, 21]`: J^T J (16), J^T r (4) and |r|^2 (1) of the window residuals `g - z` at `params`.
 
     `pos`/`mask`: `[J, 2, S]` window pixel coordinates (x row, y row) and inside-the-map masks;
-    `z`: `[J, S(y), S(x)]` heatmap values (0 outside); `zz = |z|^2`.
+    `z`: `[J, S(y), S(x)]` heatmap values (0 outside); `zz = |z|^2` `[J, 1]`.
     """
-    jtj_map, pair_a, pair_b, zm_index = consts
-    a, s = params[:, 0], params[:, 3]
+    jtj_map, gram_index, zmap = consts
+    a, sd = params[:, :1], params[:, 3:]  # [J, 1]
+    s2 = sd.square()
     d = pos - params[:, 1:3, None]  # [J, 2, S]
-    e = torch.exp(d.square() * (-0.5 / s.square())[:, None, None]) * mask
+    e = torch.exp(d.square().mul_((-0.5 / s2)[..., None])).mul_(mask)
     ed = e * d
     u = torch.stack([e, ed, ed * d], dim=2)  # [J, 2, 3, S]
-    gram = (u @ u.transpose(-1, -2)).flatten(-2)[:, :, pair_a * 3 + pair_b]  # [J, 2, 6]
-    jtj = (gram[:, 0, :, None] * gram[:, 1, None, :]).reshape(-1, 36) @ jtj_map  # [J, 16] before scaling
-    zm = (u[:, 0] @ z.transpose(1, 2) @ u[:, 1].transpose(1, 2)).reshape(-1, 9)  # sum u_a(x) z u_b(y)
-    zc = zm[:, zm_index]
-    zc[:, 3] += zm[:, 2]
-    s2 = s.square()
-    scale = torch.stack([torch.ones_like(a), a / s2, a / s2, a / (s2 * s)], -1)  # [J, 4]
-    jtj = jtj.view(-1, 4, 4) * (scale[:, :, None] * scale[:, None, :])
-    jtr = a[:, None] * jtj[:, :, 0] - scale * zc  # the model is A b_00 and column 0 is b_00
-    cost = a.square() * gram[:, 0, 0] * gram[:, 1, 0] - 2 * a * zm[:, 0] + zz
-    return torch.cat([jtj.reshape(-1, 16), jtr, cost[:, None]], -1)
+    flat = u.view(-1, 3, u.shape[-1])  # [2J, 3, S]: x and y rows of each joint
+    gram = torch.bmm(flat, flat.transpose(1, 2)).view(-1, 2, 9)[:, :, gram_index]  # [J, 2, 6]
+    jtj = torch.mm((gram[:, 0, :, None] * gram[:, 1, None, :]).view(-1, 36), jtj_map)  # [J, 16], unscaled
+    ux, uy = u.unbind(1)
+    zm = torch.bmm(torch.bmm(ux, z.transpose(1, 2)), uy.transpose(1, 2)).view(-1, 9)
+    ratio = a / s2
+    scale = torch.cat([torch.ones_like(a), ratio, ratio, ratio / sd], 1)  # [J, 4]
+    jtj = jtj * (scale[:, :, None] * scale[:, None, :]).view(-1, 16)
+    jtr = a * jtj[:, 0::4] - scale * torch.mm(zm, zmap)  # the model is A b_00, column 0 is b_00
+    # the cost straight from the residuals: the moment form a^2 X00 Y00 - 2 a zm00 + |z|^2 cancels
+    cost = torch.baddbmm(z, (a * uy[:, 0])[:, :, None], ux[:, :1], alpha=1.0, beta=-1.0).square().sum((1, 2))[:, None]
+    return torch.cat([jtj, jtr, cost], 1)
 
 
 def fit_gaussians(
@@ -191,31 +194,29 @@ def fit_gaussians(
     z64 = z.to(dt).reshape(-1, s, s)
     pos64 = win.to(dt).reshape(-1, 2, s)
     mask = inside.to(dt).reshape(-1, 2, s)
-    zz = z64.square().sum((1, 2))
-    consts = (_JTJ.to(dev, dt), _PAIR_A.to(dev), _PAIR_B.to(dev), _ZM.to(dev))
+    zz = z64.square().sum((1, 2))[:, None]
+    consts = (_JTJ.to(dev, dt), _GRAM.to(dev), _ZMAP.to(dev, dt))
     c0 = center.reshape(-1, 2).to(dt)
-    params = torch.stack([z64[:, window, window], c0[:, 0], c0[:, 1], torch.full_like(zz, sigma)], -1)
+    params = torch.cat([z64[:, window, window, None], c0, torch.full_like(zz, sigma)], 1)
     sel = select.reshape(-1)
-    state = torch.cat([params, _normal_equations(params, pos64, mask, z64, zz, consts)], -1)  # [J, 25]
-    lam = torch.full_like(zz, _LM_LAMBDA0)
+    unselected = ~sel
+    state = torch.cat([params, _normal_equations(params, pos64, mask, z64, zz, consts)], 1)  # [J, 25]
+    lam = torch.full_like(zz, _LM_LAMBDA0)  # [J, 1]
     converged = torch.zeros_like(sel)
-    eye = torch.eye(4, device=dev, dtype=dt)
+    xtol = torch.full((1, 3), _XTOL, device=dev, dtype=dt)
     stop_early = dev.type == "cpu"  # a host check is free there
     for _ in range(iterations):
-        params, jtj, jtr, cost = state[:, :4], state[:, 4:20].view(-1, 4, 4), state[:, 20:24], state[:, 24]
-        diag = jtj.diagonal(dim1=1, dim2=2).clamp_min(1e-12)
-        system = jtj + torch.diag_embed(lam[:, None] * diag) + 1e-12 * eye
-        step = -torch.linalg.solve_ex(system, jtr[..., None])[0][..., 0]
-        step = torch.where(torch.isfinite(step), step, torch.zeros_like(step))
-        new_params = params + step
-        new = torch.cat([new_params, _normal_equations(new_params, pos64, mask, z64, zz, consts)], -1)
-        better = torch.isfinite(new[:, 24]) & (new[:, 24] < cost)
-        absstep = step.abs()
-        small = (absstep[:, 1:] < _XTOL).all(-1) & (absstep[:, 0] <= _XTOL * params[:, 0].abs() + 1e-9)
-        converged |= small
-        state = torch.where(better[:, None], new, state)
-        lam = torch.where(better, lam / 10.0, lam * 10.0).clamp(1e-9, 1e9)
-        if stop_early and bool((converged | ~sel).all()):
+        jtj = state[:, 4:20].view(-1, 4, 4)
+        system = jtj + torch.diag_embed(state[:, 4:20:5].clamp_min(1e-12) * lam + 1e-12)  # LM damping
+        step = torch.linalg.solve_ex(system, state[:, 20:24])[0].neg_().nan_to_num_(0.0, 0.0, 0.0)
+        new_params = state[:, :4] + step
+        new = torch.cat([new_params, _normal_equations(new_params, pos64, mask, z64, zz, consts)], 1)
+        better = new[:, 24:] < state[:, 24:]  # [J, 1]; a NaN cost is never better
+        tol = torch.cat([state[:, :1].abs() * _XTOL + 1e-9, xtol.expand(len(step), 3)], 1)
+        converged |= (step.abs() <= tol).all(1)
+        state = torch.where(better, new, state)
+        lam = torch.where(better, lam / 10.0, lam * 10.0).clamp_(1e-9, 1e9)
+        if stop_early and bool(torch.all(converged | unselected)):
             break
     params = state[:, :4]
     ok = converged & sel & torch.isfinite(params).all(-1)
