@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from grapepose.inference.points import ScaleReader
 
@@ -147,22 +148,17 @@ def lattice_peaks(
     v = _node_map(readers, g, (ly + 1, lx + 1))  # [B, K, Ly+1, Lx+1]
 
     # the axial necessary test on the lattice: no higher left/right/up/down node
-    lx_ok = torch.ones_like(v, dtype=torch.bool)  # not lower than the left node (x), the upper node (y)
-    ly_ok = torch.ones_like(lx_ok)
-    torch.ge(v[..., 1:], v[..., :-1], out=lx_ok[..., 1:])
-    torch.ge(v[..., 1:, :], v[..., :-1, :], out=ly_ok[..., 1:, :])
-    ok = lx_ok & ly_ok
-    ok[..., :-1] &= v[..., :-1] >= v[..., 1:]
-    ok[..., :-1, :] &= v[..., :-1, :] >= v[..., 1:, :]
+    padded = F.pad(v, (1, 1, 1, 1), value=-torch.inf)
+    higher = torch.maximum(padded[..., 1:-1, :-2], padded[..., 1:-1, 2:])
+    torch.maximum(higher, padded[..., :-2, 1:-1], out=higher)
+    torch.maximum(higher, padded[..., 2:, 1:-1], out=higher)
     neg = torch.tensor(-torch.inf, device=dev)
-    lattice = v.masked_fill(~ok, -torch.inf)
+    lattice = torch.where(v >= higher, v, neg)
     # candidates of the final strips share the value and the orthogonal test of the last node
     col, row = v[..., :, lx], v[..., ly, :]  # [B, K, Ly+1], [B, K, Lx+1]
-    col_ok = ly_ok[..., :, lx].clone()
-    col_ok[..., :-1] &= col[..., :-1] >= col[..., 1:]
-    row_ok = lx_ok[..., ly, :].clone()
-    row_ok[..., :-1] &= row[..., :-1] >= row[..., 1:]
-    left_ok, up_ok = lx_ok[..., :, lx], ly_ok[..., ly, :]  # the last node vs its left / upper one
+    col_ok = col >= torch.maximum(padded[..., :-2, lx + 1], padded[..., 2:, lx + 1])  # up and down
+    row_ok = row >= torch.maximum(padded[..., ly + 1, :-2], padded[..., ly + 1, 2:])
+    left_ok, up_ok = col >= padded[..., 1:-1, lx], row >= padded[..., ly, 1:-1]  # the last node vs its left / upper one
     col_ok = col_ok[..., None] & (left_ok[..., None] | ~tlx)  # [B, K, Ly+1, Tx]
     row_ok = row_ok[..., None, :] & (up_ok[..., None, :] | ~tly[:, None])  # [B, K, Ty, Lx+1]
     corner_ok = (left_ok[..., ly, None, None] | ~tlx) & (up_ok[..., lx, None, None] | ~tly[:, None])
