@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -81,6 +82,24 @@ def _candidates(h: int, w: int, g: int, r: int, device: str) -> dict[str, torch.
     }  # fmt: skip
 
 
+@functools.lru_cache(maxsize=64)
+def _resampling(count: int, g: int, factor: float, valid: int, cells: int, device: str) -> tuple[Any, ...]:
+    """Cells and weights that sample one axis of a scale's grid at the lattice points `g * m`.
+
+    Returns `("narrow",)` when the lattice is the grid itself, `("index", i0)` when every point is
+    a cell, else `("lerp", i0, i1, weight)`; tensors are made once per device.
+    """
+    src = np.minimum(np.arange(count) * g / factor, valid - 1)
+    i0 = np.floor(src).astype(np.int64)
+    frac = src - i0
+    dev = torch.device(device)
+    if not frac.any():
+        return ("narrow",) if np.array_equal(i0, np.arange(count)) else ("index", torch.as_tensor(i0, device=dev))
+    i1 = np.minimum(i0 + 1, cells - 1)
+    return ("lerp", torch.as_tensor(i0, device=dev), torch.as_tensor(i1, device=dev),
+            torch.as_tensor(frac, dtype=torch.float32, device=dev))  # fmt: skip
+
+
 def _node_map(readers: Sequence[ScaleReader], g: int, nodes: tuple[int, int]) -> torch.Tensor:
     """`[B, K, Ly+1, Lx+1]` summed upsampled keypoint heatmaps at the lattice points.
 
@@ -91,22 +110,16 @@ def _node_map(readers: Sequence[ScaleReader], g: int, nodes: tuple[int, int]) ->
     for rd in readers:
         maps = rd.keypoint_maps(halve=len(readers) > 1)
         for dim, count, valid in ((2, nodes[0], rd.valid[0]), (3, nodes[1], rd.valid[1])):
-            src = np.minimum(np.arange(count) * g / rd.factor, valid - 1)
-            i0 = np.floor(src).astype(np.int64)
-            frac = src - i0
-            if not frac.any():
-                if np.array_equal(i0, np.arange(count)):
-                    maps = maps.narrow(dim, 0, count)
-                else:
-                    maps = maps.index_select(dim, torch.as_tensor(i0, device=maps.device))
-                continue
-            i1 = np.minimum(i0 + 1, maps.shape[dim] - 1)
-            shape = [1] * 4
-            shape[dim] = count
-            wt = torch.as_tensor(frac, dtype=torch.float32, device=maps.device).view(shape)
-            lo = maps.index_select(dim, torch.as_tensor(i0, device=maps.device))
-            hi = maps.index_select(dim, torch.as_tensor(i1, device=maps.device))
-            maps = lo * (1 - wt) + hi * wt
+            how = _resampling(count, g, rd.factor, valid, maps.shape[dim], str(maps.device))
+            if how[0] == "narrow":
+                maps = maps.narrow(dim, 0, count)
+            elif how[0] == "index":
+                maps = maps.index_select(dim, how[1])
+            else:
+                shape = [1] * 4
+                shape[dim] = count
+                wt = how[3].view(shape)
+                maps = maps.index_select(dim, how[1]) * (1 - wt) + maps.index_select(dim, how[2]) * wt
         total = maps if total is None else total + maps
     assert total is not None
     return total

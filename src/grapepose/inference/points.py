@@ -10,6 +10,7 @@ swapped (`maps.merge_flip`), and an upsampled value is the bilinear mix of four 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +29,12 @@ def _gather(maps: torch.Tensor, channel: torch.Tensor, y: torch.Tensor, x: torch
     if index.shape[0] != b:
         index = index.expand(b, *index.shape[1:])
     return maps.reshape(b, c * h * w).gather(1, index.reshape(b, -1)).view(index.shape)
+
+
+@functools.lru_cache(maxsize=16)
+def _channel_permutation(flip_index: tuple[int, ...], device: str) -> torch.Tensor:
+    """`[K+1]` left/right channel swap of the heatmaps (centre channel stays), made once per device."""
+    return torch.tensor([*flip_index, len(flip_index)], dtype=torch.long, device=device)
 
 
 class ScaleReader:
@@ -79,8 +86,7 @@ class ScaleReader:
             self.mirror = (heat_f.float(), off_f.float(), None if vis_f is None or self.vis is None else vis_f.float())
             if self.mirror[2] is None:
                 self.vis = None
-            perm = torch.as_tensor(list(flip_index), dtype=torch.long, device=self.heat.device)
-            self.perm = torch.cat([perm, perm.new_tensor([self.k])])
+            self.perm = _channel_permutation(tuple(int(i) for i in flip_index), str(self.heat.device))
 
     @classmethod
     def from_output(

@@ -9,6 +9,7 @@ the values from the grid maps), so no input-resolution map is built.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -108,38 +109,45 @@ def _jtj_map() -> torch.Tensor:
 
 
 _JTJ = _jtj_map()
-_GRAM = torch.tensor([3 * a + b for a, b in _PAIRS])  # the 6 Gram entries in a flattened 3 x 3
 # u_a(x) z u_b(y) (flattened 3a + b) -> the 4 columns: b_00, b_10, b_01 and b_20 + b_02
 _ZMAP = torch.zeros(9, 4)
 _ZMAP[0, 0] = _ZMAP[3, 1] = _ZMAP[1, 2] = _ZMAP[6, 3] = _ZMAP[2, 3] = 1.0
 
 
-def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,
-                      zz: torch.Tensor, consts: tuple[torch.Tensor, ...]) -> torch.Tensor:  # fmt: skip
-    """`[J, 21]`: J^T J (16), J^T r (4) and |r|^2 (1) of the window residuals `g - z` at `params`.
+@functools.lru_cache(maxsize=8)
+def _constants(device: str, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """The fixed tensors of `_normal_equations` on a device (copied once, not per call: no sync)."""
+    pa, pb = torch.tensor([a for a, _ in _PAIRS]), torch.tensor([b for _, b in _PAIRS])
+    return _JTJ.T.contiguous().to(device, dtype), pa.to(device), pb.to(device), _ZMAP.T.contiguous().to(device, dtype)
 
-    `pos`/`mask`: `[J, 2, S]` window pixel coordinates (x row, y row) and inside-the-map masks;
-    `z`: `[J, S(y), S(x)]` heatmap values (0 outside); `zz = |z|^2` `[J, 1]`.
+
+def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,
+                      consts: tuple[torch.Tensor, ...]) -> torch.Tensor:  # fmt: skip
+    """`[21, J]`: J^T J (16), J^T r (4) and |r|^2 (1) of the window residuals `g - z` at `params` `[4, J]`.
+
+    Joints run along the last axis (many small problems: every op is one vectorised pass).
+    `pos`/`mask`: `[2, S, J]` window pixel coordinates (x row, y row) and inside-the-map masks;
+    `z`: `[S(y), S(x), J]` heatmap values (0 outside).
     """
-    jtj_map, gram_index, zmap = consts
-    a, sd = params[:, :1], params[:, 3:]  # [J, 1]
+    jtj_map, pair_a, pair_b, zmap = consts
+    a, sd = params[0], params[3]  # [J]
     s2 = sd.square()
-    d = pos - params[:, 1:3, None]  # [J, 2, S]
-    e = torch.exp(d.square().mul_((-0.5 / s2)[..., None])).mul_(mask)
+    d = pos - params[1:3, None, :]  # [2, S, J]
+    e = torch.exp(d.square().mul_(-0.5 / s2)).mul_(mask)
     ed = e * d
-    u = torch.stack([e, ed, ed * d], dim=2)  # [J, 2, 3, S]
-    flat = u.view(-1, 3, u.shape[-1])  # [2J, 3, S]: x and y rows of each joint
-    gram = torch.bmm(flat, flat.transpose(1, 2)).view(-1, 2, 9)[:, :, gram_index]  # [J, 2, 6]
-    jtj = torch.mm((gram[:, 0, :, None] * gram[:, 1, None, :]).view(-1, 36), jtj_map)  # [J, 16], unscaled
-    ux, uy = u.unbind(1)
-    zm = torch.bmm(torch.bmm(ux, z.transpose(1, 2)), uy.transpose(1, 2)).view(-1, 9)
+    u = torch.stack([e, ed, ed * d], dim=1)  # [2, 3, S, J]
+    gram = (u[:, pair_a] * u[:, pair_b]).sum(2)  # [2, 6, J]
+    jtj = torch.mm(jtj_map, (gram[0, :, None] * gram[1, None, :]).view(36, -1))  # [16, J], unscaled
+    ux, uy = u[0], u[1]  # [3, S, J]
+    t = (z * ux[:, None]).sum(2)  # [3(a), S(y), J]: sum over x of u_a(x) z(y, x)
+    zm = (t[:, None] * uy[None]).sum(2).view(9, -1)  # [9, J]: sum over y of that times u_b(y)
     ratio = a / s2
-    scale = torch.cat([torch.ones_like(a), ratio, ratio, ratio / sd], 1)  # [J, 4]
-    jtj = jtj * (scale[:, :, None] * scale[:, None, :]).view(-1, 16)
-    jtr = a * jtj[:, 0::4] - scale * torch.mm(zm, zmap)  # the model is A b_00, column 0 is b_00
+    scale = torch.stack([torch.ones_like(a), ratio, ratio, ratio / sd])  # [4, J]
+    jtj = jtj * (scale[:, None] * scale[None]).view(16, -1)
+    jtr = a * jtj[0::4] - scale * torch.mm(zmap, zm)  # the model is A b_00, column 0 is b_00
     # the cost straight from the residuals: the moment form a^2 X00 Y00 - 2 a zm00 + |z|^2 cancels
-    cost = torch.baddbmm(z, (a * uy[:, 0])[:, :, None], ux[:, :1], alpha=1.0, beta=-1.0).square().sum((1, 2))[:, None]
-    return torch.cat([jtj, jtr, cost], 1)
+    cost = ((a * uy[0])[:, None] * ux[0][None] - z).square().sum((0, 1))
+    return torch.cat([jtj, jtr, cost[None]], 0)
 
 
 def fit_gaussians(
@@ -191,34 +199,32 @@ def fit_gaussians(
     z = windows(center, window) * (inside[..., 1, :, None] & inside[..., 0, None, :])  # [B, N, K, S(y), S(x)]
     s = 2 * window + 1
     dt = _FIT_DTYPE
-    z64 = z.to(dt).reshape(-1, s, s)
-    pos64 = win.to(dt).reshape(-1, 2, s)
-    mask = inside.to(dt).reshape(-1, 2, s)
-    zz = z64.square().sum((1, 2))[:, None]
-    consts = (_JTJ.to(dev, dt), _GRAM.to(dev), _ZMAP.to(dev, dt))
-    c0 = center.reshape(-1, 2).to(dt)
-    params = torch.cat([z64[:, window, window, None], c0, torch.full_like(zz, sigma)], 1)
+    z_t = z.to(dt).reshape(-1, s, s).permute(1, 2, 0).contiguous()  # [S(y), S(x), J]
+    wpos = win.to(dt).reshape(-1, 2, s).permute(1, 2, 0).contiguous()  # [2, S, J]
+    mask = inside.to(dt).reshape(-1, 2, s).permute(1, 2, 0).contiguous()
+    consts = _constants(str(dev), dt)
+    c0 = center.reshape(-1, 2).T.to(dt)
+    params = torch.cat([z_t[window, window][None], c0, torch.full_like(c0[:1], sigma)], 0)  # [4, J]
     sel = select.reshape(-1)
     unselected = ~sel
-    state = torch.cat([params, _normal_equations(params, pos64, mask, z64, zz, consts)], 1)  # [J, 25]
-    lam = torch.full_like(zz, _LM_LAMBDA0)  # [J, 1]
+    state = torch.cat([params, _normal_equations(params, wpos, mask, z_t, consts)], 0)  # [25, J]
+    lam = torch.full_like(params[0], _LM_LAMBDA0)
     converged = torch.zeros_like(sel)
-    xtol = torch.full((1, 3), _XTOL, device=dev, dtype=dt)
     stop_early = dev.type == "cpu"  # a host check is free there
     for _ in range(iterations):
-        jtj = state[:, 4:20].view(-1, 4, 4)
-        system = jtj + torch.diag_embed(state[:, 4:20:5].clamp_min(1e-12) * lam + 1e-12)  # LM damping
-        step = torch.linalg.solve_ex(system, state[:, 20:24])[0].neg_().nan_to_num_(0.0, 0.0, 0.0)
-        new_params = state[:, :4] + step
-        new = torch.cat([new_params, _normal_equations(new_params, pos64, mask, z64, zz, consts)], 1)
-        better = new[:, 24:] < state[:, 24:]  # [J, 1]; a NaN cost is never better
-        tol = torch.cat([state[:, :1].abs() * _XTOL + 1e-9, xtol.expand(len(step), 3)], 1)
-        converged |= (step.abs() <= tol).all(1)
+        jtj = state[4:20].T.reshape(-1, 4, 4)
+        system = jtj + torch.diag_embed((state[4:20:5].clamp_min(1e-12) * lam + 1e-12).T)  # LM damping
+        step = torch.linalg.solve_ex(system, state[20:24].T)[0].T.neg().nan_to_num_(0.0, 0.0, 0.0)  # [4, J]
+        new_params = state[:4] + step
+        new = torch.cat([new_params, _normal_equations(new_params, wpos, mask, z_t, consts)], 0)
+        better = new[24] < state[24]  # a NaN cost is never better
+        size_ok = step.abs()
+        converged |= (size_ok[1:] < _XTOL).all(0) & (size_ok[0] <= state[0].abs() * _XTOL + 1e-9)
         state = torch.where(better, new, state)
         lam = torch.where(better, lam / 10.0, lam * 10.0).clamp_(1e-9, 1e9)
         if stop_early and bool(torch.all(converged | unselected)):
             break
-    params = state[:, :4]
+    params = state[:4].T
     ok = converged & sel & torch.isfinite(params).all(-1)
     fitted = params[:, 1:3].float()
     out = torch.where(ok[:, None], fitted, pos.reshape(-1, 2))
