@@ -218,19 +218,19 @@ class ScaleReader:
         offs = torch.arange(-radius, radius + 1, device=dev)
         px = (center[..., 0, None] + offs).clamp(0, self.size[1] - 1)  # [B, N, K, S]
         py = (center[..., 1, None] + offs).clamp(0, self.size[0] - 1)
-        x0, x1, y0, y1, ax, ay = self._corners(px, py)
+        x0, _, y0, _, ax, ay = self._corners(px, py)
         span = int(math.ceil(2 * radius / self.factor)) + 2
 
-        def weights(i0: torch.Tensor, i1: torch.Tensor, a: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        def weights(i0: torch.Tensor, a: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            # bilinear weight of cell c at source position i0 + a: the hat max(0, 1 - |i0 + a - c|)
             origin = i0[..., :1]
-            cells = torch.arange(min(span, n), device=dev)
-            w0 = (i0 - origin)[..., None] == cells
-            w1 = (i1 - origin)[..., None] == cells
-            mix = w0 * (1 - a)[..., None] + w1 * a[..., None]  # [B, N, K, S, P]
-            return mix, (origin + cells).clamp(max=n - 1)
+            cells = origin + torch.arange(min(span, n), device=dev)  # [B, N, K, P]
+            src = (i0 - origin).float() + a  # relative to the patch origin
+            mix = (1 - (src[..., None] - (cells - origin)[..., None, :].float()).abs()).clamp_min_(0)
+            return mix, cells.clamp(max=n - 1)
 
-        wx, cx = weights(x0, x1, ax, w)
-        wy, cy = weights(y0, y1, ay, h)
+        wx, cx = weights(x0, ax, w)
+        wy, cy = weights(y0, ay, h)
         channel = torch.arange(self.k, device=dev)[None, None, :, None, None]
         patch = self.heat_cells(channel, cy[..., :, None], cx[..., None, :])  # [B, N, K, P, P]
         return wy @ patch @ wx.transpose(-1, -2)
