@@ -33,7 +33,7 @@ def test_planted_pose_comes_back_in_original_pixels(cfg):
     assert err.mean() < 0.25 and err.max() < 0.5
     assert res.scores[0] > 0.9
     shapes = {s[2:] for s in model.calls}
-    assert (512, 832) in shapes and all(h % 64 == 0 and w % 64 == 0 for h, w in shapes)
+    assert (512, 832) in shapes and all(h % 32 == 0 and w % 32 == 0 for h, w in shapes)
 
 
 def test_portrait_image_and_flip_shift():

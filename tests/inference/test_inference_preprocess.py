@@ -13,17 +13,20 @@ from grapepose.inference import flip_shift, image_transform, warp_image
 SHAPES = [(425, 640), (640, 425), (333, 500), (1000, 665), (7, 3), (512, 512), (1, 1)]
 
 
-def _reference(h: int, w: int, scale: float) -> tuple[tuple[int, int], np.ndarray]:
-    """Size (w, h) and affine of the reference at `scale`: short side 512*s, long side via 64-rounding
-    at scale 1, the image centre (rounded half up) onto the output centre, built from three point pairs."""
+def _reference(h: int, w: int, scale: float, min_scale: float = 1.0) -> tuple[tuple[int, int], np.ndarray]:
+    """Size (w, h) and affine of the reference's `get_multi_scale_size` at `scale`: both sides are set
+    at `min_scale` (short side 512*min_scale rounded up to 64, long side by aspect rounded up to 64)
+    and scaled by scale/min_scale (its evaluation passes min_scale 1); the image centre (rounded half
+    up) goes onto the output centre, the affine built from three point pairs."""
     centre = np.array([int(w / 2 + 0.5), int(h / 2 + 0.5)], np.float32)
+    short = int((min_scale * 512 + 63) // 64 * 64)
     if w < h:
-        out_w = int(512 * scale)
-        out_h = int(int((512 / w * h + 63) // 64 * 64) * scale)
+        out_w = int(short * scale / min_scale)
+        out_h = int(int((short / w * h + 63) // 64 * 64) * scale / min_scale)
         src_w = w
     else:
-        out_h = int(512 * scale)
-        out_w = int(int((512 / h * w + 63) // 64 * 64) * scale)
+        out_h = int(short * scale / min_scale)
+        out_w = int(int((short / h * w + 63) // 64 * 64) * scale / min_scale)
         src_w = out_w / out_h * h
     dst_c = np.array([out_w / 2, out_h / 2], np.float32)
     src = np.stack([centre, centre + [0, -src_w / 2], centre + [-src_w / 2, 0]]).astype(np.float32)
@@ -39,9 +42,20 @@ def test_sizes_and_affine_follow_reference(shape, scale):
     (ref_w, ref_h), ref_m = _reference(h, w, scale)
     assert t.scaled_size(scale) == (ref_h, ref_w)
     np.testing.assert_allclose(t.matrix(scale), ref_m, rtol=1e-5, atol=1e-3)
-    ch, cw = t.canvas_size(scale)
-    assert ch % 64 == 0 and cw % 64 == 0 and ch - ref_h < 64 and cw - ref_w < 64
+    # the network input is the reference's, unpadded, at every scale of `reference` mode
+    assert t.canvas_size(scale) == (ref_h, ref_w) and ref_h % 32 == 0 and ref_w % 32 == 0
+    img = np.zeros((h, w, 3), np.uint8)
+    assert warp_image(img, t, scale).shape == (ref_h, ref_w, 3)
     assert min(t.input_size) == 512 and t.input_size[0] % 64 == 0 and t.input_size[1] % 64 == 0
+
+
+@pytest.mark.parametrize("scale", [0.25, 0.75, 1.5])
+def test_other_scales_are_padded_to_multiples_of_32(scale):
+    t = image_transform(425, 640)
+    (ref_w, ref_h), _ = _reference(425, 640, scale)
+    ch, cw = t.canvas_size(scale)
+    assert t.scaled_size(scale) == (ref_h, ref_w)
+    assert ch % 32 == 0 and cw % 32 == 0 and 0 <= ch - ref_h < 32 and 0 <= cw - ref_w < 32
 
 
 def test_round_trip_and_warp_positions():

@@ -25,4 +25,4 @@ def test_unselected_and_empty_inputs_are_untouched():
     same = fit_gaussians(heat, coords, torch.zeros(1, 1, 1, dtype=torch.bool), window=6, sigma=2.0, iterations=30)
     assert torch.equal(same, coords)
     empty = torch.zeros(1, 0, 1, 2)
-    assert fit_gaussians(heat, empty, torch.zeros(1, 0, 1, dtype=torch.bool), 6, 2.0, 30).shape == (1, 0, 1, 2)
+    assert fit_gaussians(heat, empty, torch.zeros(1, 0, 1, dtype=torch.bool), window=6, sigma=2.0, iterations=30).shape == (1, 0, 1, 2)

@@ -88,8 +88,8 @@ def test_global_context_parameters_are_the_transformer_side(w18s):
     [
         ((3, 64, 64), "3-D tensor of shape (3, 64, 64)"),
         ((1, 1, 64, 64), "got 1 in images of shape (1, 1, 64, 64)"),
-        ((1, 3, 64, 100), "multiples of 64, got images of shape (1, 3, 64, 100)"),
-        ((2, 3, 96, 64), "multiples of 64, got images of shape (2, 3, 96, 64)"),
+        ((1, 3, 64, 100), "multiples of 32, got images of shape (1, 3, 64, 100)"),
+        ((2, 3, 80, 64), "multiples of 32, got images of shape (2, 3, 80, 64)"),
     ],
 )
 def test_bad_input_shapes_are_rejected(w18s, shape, message):

@@ -1,4 +1,10 @@
-"""`grapepose bench decode`: decoding time per image for planted outputs (DESIGN §5 steps 3-6)."""
+"""`grapepose bench decode`: decoding time per image for planted outputs (DESIGN §5 steps 3-6).
+
+Figures are reference-free medians (and minima, `best_ms`: on a shared machine the least disturbed
+run). `--compare-old` also times the decoder as it was before the
+fast rewrite (`grapepose.testing.reference_decode`, full-resolution maps), interleaved call by
+call with the fast one in the same run, so a shared or throttled machine slows both alike.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iters", dest="repeats", type=iters, default=10, metavar="N",
                    help="timed runs (default 10, after 2 warm-up runs)")
     opt.add_deprecated(p, "--repeats", "--iters", "repeats", type=iters)
+    p.add_argument("--threads", type=opt.int_range(1), nargs="+",
+                   help="CPU thread counts to measure (default: torch's current)")
+    p.add_argument("--compare-old", action="store_true",
+                   help="also time the pre-rewrite decoder (full-resolution maps) in the same run")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -30,39 +40,70 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from grapepose.config import TestConfig
     from grapepose.inference import decode
-    from grapepose.testing.planted import plant_outputs, random_people
     from grapepose.keypoints import keypoint_spec
+    from grapepose.testing.planted import plant_outputs, random_people
+    from grapepose.testing.reference_decode import reference_decode
 
     dev = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     size = (4 * args.grid, 4 * args.grid)
     spec = keypoint_spec(args.keypoints)
     cfg = TestConfig(flip=args.flip)
+    decoders = {"ms_per_image": decode}
+    if args.compare_old:
+        decoders["old_ms_per_image"] = reference_decode
 
     def sync() -> None:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    figures: dict[str, float] = {}
+    def on_device(o: Any) -> Any:
+        return type(o)(*(None if t is None else t.to(dev) for t in o))
+
+    threads_before = torch.get_num_threads()
+    thread_counts = args.threads or [threads_before]
+    figures: dict[str, dict[str, dict[str, float]]] = {name: {} for name in decoders}
+    best: dict[str, dict[str, dict[str, float]]] = {name: {} for name in decoders}
     found: dict[str, int] = {}
-    for n in args.people or [5, 15, 30]:
-        people = [random_people(n, spec.num_keypoints, size, seed=i, min_gap=40) for i in range(args.batch)]
-        out = plant_outputs(people, size)
-        out = type(out)(*(None if t is None else t.to(dev) for t in out))
-        flipped = None
-        if args.flip:
-            fo = plant_outputs(people, size, flipped=True, flip_index=spec.flip_index)
-            flipped = type(fo)(*(None if t is None else t.to(dev) for t in fo))
-        times = []
-        for i in range(args.repeats + 2):
-            sync()
-            t0 = time.perf_counter()
-            res = decode(out, cfg, flipped=flipped, flip_index=spec.flip_index)
-            sync()
-            if i >= 2:
-                times.append((time.perf_counter() - t0) * 1000.0 / args.batch)
-        figures[str(n)] = round(statistics.median(times), 2)
-        found[str(n)] = sum(len(r.scores) for r in res) // args.batch
-    return {
-        "device": str(dev), "grid": args.grid, "batch": args.batch, "flip": args.flip, "threads": torch.get_num_threads(),
-        "ms_per_image": figures, "people_found": found,
-    }  # fmt: skip
+    try:
+        for nt in thread_counts:
+            torch.set_num_threads(nt)
+            for name in decoders:
+                figures[name][str(nt)], best[name][str(nt)] = {}, {}
+            for n in args.people or [5, 15, 30]:
+                people = [random_people(n, spec.num_keypoints, size, seed=i, min_gap=40) for i in range(args.batch)]
+                out = on_device(plant_outputs(people, size))
+                kw: dict[str, Any] = {}
+                if args.flip:
+                    fo = plant_outputs(people, size, flipped=True, flip_index=spec.flip_index)
+                    kw = {"flipped": on_device(fo), "flip_index": spec.flip_index}
+                times: dict[str, list[float]] = {name: [] for name in decoders}
+                for i in range(args.repeats + 2):
+                    for name, fn in decoders.items():  # interleaved: both see the same machine state
+                        sync()
+                        t0 = time.perf_counter()
+                        res = fn(out, cfg, **kw)
+                        sync()
+                        if i >= 2:
+                            times[name].append((time.perf_counter() - t0) * 1000.0 / args.batch)
+                        if name == "ms_per_image":
+                            found[str(n)] = sum(len(r.scores) for r in res) // args.batch
+                for name in decoders:
+                    figures[name][str(nt)][str(n)] = round(statistics.median(times[name]), 2)
+                    best[name][str(nt)][str(n)] = round(min(times[name]), 2)
+    finally:
+        torch.set_num_threads(threads_before)
+    result: dict[str, Any] = {"device": str(dev), "grid": args.grid, "batch": args.batch, "flip": args.flip}
+    single = len(thread_counts) == 1
+    for name, per_threads in figures.items():
+        result[name] = per_threads[str(thread_counts[0])] if single else per_threads
+        fastest = best[name]
+        result[name.replace("ms_per_image", "best_ms")] = fastest[str(thread_counts[0])] if single else fastest
+    if single:
+        result["threads"] = thread_counts[0]
+    if args.compare_old:
+        for key, table in (("speedup", figures), ("best_speedup", best)):
+            new, old = table["ms_per_image"], table["old_ms_per_image"]
+            ratio = {t: {n: round(old[t][n] / max(new[t][n], 1e-9), 1) for n in new[t]} for t in new}
+            result[key] = ratio[str(thread_counts[0])] if single else ratio
+    result["people_found"] = found
+    return result

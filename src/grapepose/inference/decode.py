@@ -14,8 +14,10 @@ import torch
 
 from grapepose.config import Config, TestConfig
 from grapepose.inference.centers import find_centers
-from grapepose.inference.maps import PoseMaps, merge_flip, sample_upsampled, to_pose_maps, upsample_maps
+from grapepose.inference.maps import PoseMaps, upsample_maps
 from grapepose.inference.nms import pose_nms
+from grapepose.inference.peaks import lattice_peaks, lattice_step
+from grapepose.inference.points import ScaleReader
 from grapepose.inference.refine import fit_gaussians, heatmap_peaks, snap_to_peaks
 
 __all__ = ["DecodedPoses", "decode", "decode_maps"]
@@ -85,77 +87,87 @@ def decode(
         raise ValueError(f"decode: {len(flips)} flipped outputs for {len(outs)} outputs")
     if flips and flip_index is None:
         raise ValueError("decode: `flipped` outputs need `flip_index`")
-    maps = []
-    for i, out in enumerate(outs):
+    outs, flips, scales = list(outs), list(flips), [float(x) for x in scales]
+    size = input_size or _scale_one_size([o.heatmaps.shape[-2:] for o in outs], scales)
+    readers = []
+    for i, (out, s) in enumerate(zip(outs, scales)):
         if isinstance(out, PoseMaps):
             if flips:
                 raise ValueError("decode: `flipped` cannot be combined with already merged PoseMaps")
-            maps.append(out)
-        elif flips:
-            maps.append(merge_flip(out, flips[i], flip_index))  # type: ignore[arg-type]
+            readers.append(ScaleReader.from_maps(out, STRIDE / s, size))
         else:
-            maps.append(to_pose_maps(out))
-    return decode_maps(maps, scales, test, input_size)
+            readers.append(ScaleReader.from_output(out, STRIDE / s, size, flips[i] if flips else None, flip_index))
+    return _decode(readers, scales, test, size)
 
 
-def _scale_one_size(maps: Sequence[PoseMaps], scales: Sequence[float]) -> tuple[int, int]:
+def _scale_one_size(shapes: Sequence[Any], scales: Sequence[float]) -> tuple[int, int]:
     i = min(range(len(scales)), key=lambda j: abs(scales[j] - 1.0))
-    h, w = maps[i].heatmaps.shape[-2:]
+    h, w = shapes[i]
     f = STRIDE / scales[i]
     return int(round(h * f)), int(round(w * f))
-
-
-def _read_at(maps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Values of `[B, K, H, W]` maps at the floor of `[B, M, K, 2]` joints (clamped) -> `[B, M, K]`."""
-    b, k, h, w = maps.shape
-    x = coords[..., 0].floor().clamp(0, w - 1).long()
-    y = coords[..., 1].floor().clamp(0, h - 1).long()
-    flat = maps.reshape(b, k, h * w).transpose(1, 2)  # [B, HW, K]
-    return flat.gather(1, y * w + x)
 
 
 def decode_maps(
     maps: Sequence[PoseMaps], scales: Sequence[float], cfg: TestConfig, input_size: tuple[int, int] | None = None
 ) -> list[DecodedPoses]:
     """`decode` on maps already in `PoseMaps` form (one per scale)."""
-    order = sorted(range(len(scales)), key=lambda i: -scales[i])  # the reference walks scales large to small
-    maps = [maps[i] for i in order]
-    scales = [float(scales[i]) for i in order]
-    size = input_size or _scale_one_size(maps, scales)
-    b, k1 = maps[0].heatmaps.shape[:2]
-    k = k1 - 1
-    dev = maps[0].heatmaps.device
-    has_vis = all(m.visibility is not None for m in maps)
+    scales = [float(s) for s in scales]
+    size = input_size or _scale_one_size([m.heatmaps.shape[-2:] for m in maps], scales)
+    return _decode([ScaleReader.from_maps(m, STRIDE / s, size) for m, s in zip(maps, scales)], scales, cfg, size)
 
-    heat = torch.zeros((b, k, *size), device=dev)
+
+def _mean(parts: list[torch.Tensor]) -> torch.Tensor:
+    total = parts[0]
+    for x in parts[1:]:
+        total = total + x
+    return total / len(parts)
+
+
+def _decode(readers: list[ScaleReader], scales: list[float], cfg: TestConfig, size: tuple[int, int]) -> list[DecodedPoses]:
+    """DESIGN §5 steps 3-6 on one `ScaleReader` per test scale; `size` = `(H, W)` of the scale-1 input."""
+    order = sorted(range(len(scales)), key=lambda i: -scales[i])  # the reference walks scales large to small
+    readers = [readers[i] for i in order]
+    scales = [scales[i] for i in order]
+    b, k = readers[0].shape[0], readers[0].k
+    dev = readers[0].heat.device
+    if b == 0:
+        return []
+    has_vis = all(r.has_visibility for r in readers)
+
+    def heat_at(channel: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+        return _mean([r.heat_pixels(channel, px, py) for r in readers])
+
+    def heat_windows(center: torch.Tensor, radius: int) -> torch.Tensor:
+        return _mean([r.heat_windows(center, radius) for r in readers])
+
     coords, cscores, valid = [], [], []
-    for m, s in zip(maps, scales):
+    for r, s in zip(readers, scales):
         f = STRIDE / s
-        heat += upsample_maps(m.heatmaps[:, :k], f, size)
-        h, w = m.heatmaps.shape[-2:]
-        sc, idx, ok = find_centers(m.heatmaps[:, k], cfg.max_people, cfg.center_threshold, cfg.center_pool_kernel)
+        w = r.shape[2]
+        sc, idx, ok = find_centers(r.center_map(), cfg.max_people, cfg.center_threshold, cfg.center_pool_kernel)
         ok &= ((idx % w).float() * f < size[1]) & (torch.div(idx, w, rounding_mode="floor").float() * f < size[0])
-        field = m.poses.reshape(b, k * 2, h * w)
-        pose = field.gather(2, idx[:, None, :].expand(-1, k * 2, -1)).view(b, k, 2, -1).permute(0, 3, 1, 2) * f
-        coords.append(pose)
+        coords.append(r.poses_at(idx) * f)
         cscores.append(sc)
         valid.append(ok)
-    heat /= len(scales)
 
     cscores = _renormalize(cscores, valid, scales, cfg.multiscale_score_factor)
     coords_t = torch.cat(coords, dim=1)  # [B, M, K, 2]
     cscore = torch.cat(cscores, dim=1)  # [B, M]
     valid_t = torch.cat(valid, dim=1) & torch.isfinite(coords_t).all(-1).all(-1)
     coords_t = torch.where(valid_t[..., None, None], coords_t, torch.zeros_like(coords_t))
+    m = coords_t.shape[1]
+    if m == 0:
+        return [DecodedPoses(coords_t.new_zeros((0, k, 3)), coords_t.new_zeros((0,))) for _ in range(b)]
 
-    heatval = _read_at(heat, coords_t)  # [B, M, K]
+    channel = torch.arange(k, device=dev)
+    px = coords_t[..., 0].floor().clamp(0, size[1] - 1).long()  # the reference reads the maps at the floor
+    py = coords_t[..., 1].floor().clamp(0, size[0] - 1).long()
+    heatval = heat_at(channel, px, py)  # [B, M, K]
     heat_score = heatval.mean(-1)
     joint_score = cscore[..., None] * heatval
     visval = None
-    if has_vis:  # visibility is only read at the proposals: sample the upsampled maps there directly
-        visval = sum(
-            sample_upsampled(m.visibility, STRIDE / s, size, coords_t) for m, s in zip(maps, scales)  # type: ignore[arg-type]
-        ) / len(scales)
+    if has_vis:
+        visval = _mean([r.vis_pixels(channel, px, py) for r in readers])
         seen = visval >= cfg.visibility_threshold
         count = seen.sum(-1)
         mean_vis = (visval * seen).sum(-1) / count.clamp_min(1)
@@ -163,25 +175,38 @@ def decode_maps(
         joint_score = torch.where(use_vis[..., None], mean_vis[..., None].expand_as(joint_score), joint_score)
 
     kept = pose_nms(coords_t, valid_t, heat_score, cfg.nms_distance, cfg.nms_joints, cfg.nms_suppress_unkept)
-    counts = kept.sum(1).clamp(max=cfg.max_people).tolist()  # the one host sync of the batch
-    n = max(counts, default=0)
+    counts_t = kept.sum(1).clamp(max=cfg.max_people)
+    counts = None
+    if dev.type == "cuda":  # no host sync until the results are split: decode max_people slots
+        n = min(cfg.max_people, m)
+    else:
+        counts = counts_t.tolist()
+        n = max(counts, default=0)
     by_heat = heat_score.nan_to_num(-torch.inf).argsort(dim=1, descending=True, stable=True)
     kept_first = kept.gather(1, by_heat).int().argsort(dim=1, descending=True, stable=True)
     top = by_heat.gather(1, kept_first)[:, :n]  # kept proposals by mean heat value, then the rest
-    sel = kept.gather(1, top)  # [B, N], True on a prefix of length counts[i]
+    sel = torch.arange(n, device=dev)[None] < counts_t[:, None]  # [B, N], True on the kept prefix
     people = coords_t.gather(1, top[..., None, None].expand(-1, -1, k, 2))
     jscore = joint_score.gather(1, top[..., None].expand(-1, -1, k))
 
-    if visval is not None:
-        peaks, peak_ok = heatmap_peaks(heat, cfg.snap_peaks, cfg.snap_pool_kernel)
+    if visval is not None and n > 0:
+        g = lattice_step([STRIDE / s for s in scales], cfg.snap_pool_kernel)
+        if g is not None:
+            peaks, peak_ok = lattice_peaks(readers, size, g, cfg.snap_peaks, cfg.snap_pool_kernel)
+        else:  # scales off the integer lattice: find the peaks on the full averaged maps
+            full = _mean([upsample_maps(r.keypoint_maps(), r.factor, size) for r in readers])
+            peaks, peak_ok = heatmap_peaks(full, cfg.snap_peaks, cfg.snap_pool_kernel)
         move = (visval.gather(1, top[..., None].expand(-1, -1, k)) > cfg.snap_visibility_threshold) & sel[..., None]
         people = snap_to_peaks(people, move, peaks, peak_ok)
-    if cfg.refine:
+    if cfg.refine and n > 0:
         chosen = (jscore > cfg.refine_score_threshold) & sel[..., None]
-        people = fit_gaussians(heat, people, chosen, cfg.refine_window, cfg.refine_sigma, cfg.refine_iterations)
+        people = fit_gaussians(heat_windows, people, chosen, size, window=cfg.refine_window, sigma=cfg.refine_sigma,
+                               iterations=cfg.refine_iterations)
 
     keypoints = torch.cat([people, jscore[..., None]], dim=-1)
     scores = jscore.mean(-1)
+    if counts is None:
+        counts = counts_t.tolist()  # the one host sync: split the batch into images
     results = []
     for i, c in enumerate(counts):
         order_i = scores[i, :c].argsort(descending=True, stable=True)

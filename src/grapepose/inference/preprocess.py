@@ -3,11 +3,12 @@
 At scale 1 the short side becomes `base_size` (rounded up to a multiple of 64) and the long side
 keeps the aspect ratio, rounded up to a multiple of 64. The image centre `(int(w/2+0.5),
 int(h/2+0.5))` maps to the input centre. The input at scale `s` is exactly `s` times the scale-1
-input (`x_s = s * x_1`), of size `int(W1*s) x int(H1*s)`; where that is not a multiple of
-`INPUT_MULTIPLE` the canvas is padded on the right/bottom. Scales 1 and 2 never need it; scale 0.5
-does whenever a scale-1 side is an odd multiple of 64 (the reference feeds those at a multiple of 32,
-so `reference` mode is not bit-exact there: the transformer's attention also sees the padding).
-Decoded poses live in scale-1 input pixels; `ImageTransform.to_original` maps them back.
+input (`x_s = s * x_1`), of size `int(W1*s) x int(H1*s)` (the reference's `get_multi_scale_size`
+with its minimum scale 1); where that is not a multiple of `INPUT_MULTIPLE` (32) the canvas is
+padded on the right/bottom. Scales 0.5, 1 and 2 never need it (a multiple of 64 halved is one of
+32), so `reference` mode feeds the network exactly the reference's sizes; other scales (0.75, ...)
+are padded, and the decoder ignores the padding. Decoded poses live in scale-1 input pixels;
+`ImageTransform.to_original` maps them back.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ from grapepose.errors import DataError
 
 __all__ = ["ImageTransform", "INPUT_MULTIPLE", "MAX_INPUT_SIDE", "image_transform", "warp_image", "flip_shift"]
 
-# GrapeNet accepts multiples of 64. The reference feeds its scale-0.5 inputs at half of a multiple
-# of 64 (a multiple of 32, which HRNet's 1/32 branch allows); here such a canvas is padded with
-# black on the right/bottom instead, which the decoder ignores but the network sees.
-INPUT_MULTIPLE = 64
+# GrapeNet accepts multiples of 32 (its coarsest HRNet branch is 1/32 and the transformer runs on
+# the 1/8 grid), as the reference, which feeds its scale-0.5 inputs at half a multiple of 64.
+INPUT_MULTIPLE = 32
 # Larger network inputs than this come only from absurd aspect ratios; refuse them clearly.
 MAX_INPUT_SIDE = 8192
 
@@ -40,7 +40,7 @@ class ImageTransform:
 
     Attributes:
         image_size: original `(height, width)`.
-        input_size: scale-1 network input `(height, width)`, multiples of 64.
+        input_size: scale-1 network input `(height, width)`, multiples of 64 (those of 32 at scale 0.5).
         center: original pixel `(x, y)` that lands on the input centre.
         ratio: input pixels per original pixel at scale 1.
     """

@@ -1,24 +1,53 @@
-"""Joint refinement on the averaged keypoint heatmaps (DESIGN §5 step 6).
+"""Joint refinement on the averaged keypoint heatmaps (DESIGN §5 step 6), read at points.
 
 Snapping moves a joint to the nearest of the strongest local maxima of its heatmap; the sub-pixel
 fit is a batched Levenberg-Marquardt least-squares fit of `A exp(-|p - c|^2 / (2 s^2))` to the
-heatmap in a square window, all joints at once with a fixed iteration count.
+heatmap in a square window, all joints at once. Both read the averaged upsampled heatmap only
+where they need it, through a `values(channel, px, py)` function (`decode` passes one that computes
+the values from the grid maps), so no input-resolution map is built.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
 
 import torch
 
 from grapepose.inference.centers import local_maxima
 
-__all__ = ["heatmap_peaks", "snap_to_peaks", "fit_gaussians"]
+__all__ = ["heatmap_peaks", "snap_to_peaks", "fit_gaussians", "map_windows"]
 
 _LM_LAMBDA0 = 0.1  # initial damping; from sigma 2 on the x4 upsampled maps this converges in ~5 steps
+_FIT_DTYPE = torch.float32
 _XTOL = 1e-3  # px (and relative for the amplitude): a step this small means converged
+
+Windows = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def map_windows(heatmaps: torch.Tensor) -> Windows:
+    """`windows(center, r)`: the `[B, N, K, 2r+1, 2r+1]` windows of `[B, K, H, W]` maps around `[B, N, K, 2]` pixels.
+
+    Positions outside the maps read the nearest border pixel (the fit masks them).
+    """
+    b, k, h, w = heatmaps.shape
+    flat = heatmaps.float().reshape(b, k * h * w)
+
+    def windows(center: torch.Tensor, radius: int) -> torch.Tensor:
+        offs = torch.arange(-radius, radius + 1, device=center.device)
+        px = (center[..., 0, None] + offs).clamp(0, w - 1)[..., None, :]  # [B, N, K, 1, S]
+        py = (center[..., 1, None] + offs).clamp(0, h - 1)[..., :, None]
+        channel = torch.arange(k, device=center.device)[None, None, :, None, None]
+        index = ((channel * h + py) * w + px).expand(-1, -1, -1, 2 * radius + 1, -1)
+        return flat.gather(1, index.reshape(b, -1)).view(index.shape)
+
+    return windows
 
 
 def heatmap_peaks(heatmaps: torch.Tensor, num: int, kernel: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-    """The `num` highest local maxima (`kernel x kernel` max-pool, no threshold) per map.
+    """The `num` highest local maxima (`kernel x kernel` max-pool, no threshold) of full maps.
+
+    The dense form, for test scales whose maps do not sit on an integer lattice (see `peaks.py`).
 
     Args:
         heatmaps: `[B, K, H, W]`.
@@ -44,7 +73,7 @@ def snap_to_peaks(coords: torch.Tensor, move: torch.Tensor, peaks: torch.Tensor,
     Args:
         coords: `[B, N, K, 2]` joints.
         move: `[B, N, K]` bool, joints to snap.
-        peaks: `[B, K, P, 2]`, peak_ok `[B, K, P]` from `heatmap_peaks`.
+        peaks: `[B, K, P, 2]`, peak_ok `[B, K, P]` from `heatmap_peaks` or `peaks.lattice_peaks`.
 
     Returns:
         `[B, N, K, 2]`.
@@ -53,28 +82,80 @@ def snap_to_peaks(coords: torch.Tensor, move: torch.Tensor, peaks: torch.Tensor,
         return coords
     d = (coords[:, :, :, None, :] - peaks[:, None]).square().sum(-1).sqrt()  # [B, N, K, P]
     d = torch.where(peak_ok[:, None], d, torch.full_like(d, torch.inf))
-    nearest = d.argmin(dim=3)  # first minimum, like the reference
+    nearest = d.min(dim=3).indices  # first minimum, like the reference
     b, n, k = nearest.shape
     target = peaks[:, None].expand(b, n, k, -1, 2).gather(3, nearest[..., None, None].expand(b, n, k, 1, 2))[:, :, :, 0]
     return torch.where((move & peak_ok.any(-1)[:, None])[..., None], target, coords)
 
 
-def _gaussian(params: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Model values `[J, S]` and Jacobian `[J, S, 4]` for params `[J, 4]` = (A, cx, cy, s)."""
-    a, cx, cy, s = (t[:, None] for t in params.unbind(-1))
-    dx, dy = xs - cx, ys - cy
-    d2 = dx.square() + dy.square()
-    s2 = s.square()
-    e = torch.exp(-d2 / (2 * s2))
-    g = a * e
-    jac = torch.stack([e, g * dx / s2, g * dy / s2, g * d2 / (s2 * s)], dim=-1)
-    return g, jac
+# J^T J of the Gaussian in the separable basis: with per-axis moments u_0 = e, u_1 = e d, u_2 = e d^2
+# (e = exp(-d^2 / 2s^2) along x and along y), the Jacobian columns (A, cx, cy, s) are, up to the
+# factors (1, A/s^2, A/s^2, A/s^3), the window products u_0 x u_0, u_1 x u_0, u_0 x u_1 and
+# u_2 x u_0 + u_0 x u_2. Every window sum is then a product of two 1-D sums: J^T J is bilinear in
+# the 6 per-axis Gram entries X_ab (x) and Y_ab (y), a fixed [36, 16] map of their outer product.
+_PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+_BASIS = (((1.0, 0, 0),), ((1.0, 1, 0),), ((1.0, 0, 1),), ((1.0, 2, 0), (1.0, 0, 2)))  # (coef, a_x, a_y) terms
+
+
+def _jtj_map() -> torch.Tensor:
+    index = {pair: i for i, pair in enumerate(_PAIRS)}
+    out = torch.zeros(6, 6, 4, 4, dtype=torch.float64)
+    for p, col_p in enumerate(_BASIS):
+        for q, col_q in enumerate(_BASIS):
+            for cp, ax, ay in col_p:
+                for cq, bx, by in col_q:
+                    out[index[tuple(sorted((ax, bx)))], index[tuple(sorted((ay, by)))], p, q] += cp * cq
+    return out.reshape(36, 16)
+
+
+_JTJ = _jtj_map()
+# u_a(x) z u_b(y) (flattened 3a + b) -> the 4 columns: b_00, b_10, b_01 and b_20 + b_02
+_ZMAP = torch.zeros(9, 4)
+_ZMAP[0, 0] = _ZMAP[3, 1] = _ZMAP[1, 2] = _ZMAP[6, 3] = _ZMAP[2, 3] = 1.0
+
+
+@functools.lru_cache(maxsize=8)
+def _constants(device: str, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """The fixed tensors of `_normal_equations` on a device (copied once, not per call: no sync)."""
+    pa, pb = torch.tensor([a for a, _ in _PAIRS]), torch.tensor([b for _, b in _PAIRS])
+    return _JTJ.T.contiguous().to(device, dtype), pa.to(device), pb.to(device), _ZMAP.T.contiguous().to(device, dtype)
+
+
+def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,
+                      consts: tuple[torch.Tensor, ...]) -> torch.Tensor:  # fmt: skip
+    """`[21, J]`: J^T J (16), J^T r (4) and |r|^2 (1) of the window residuals `g - z` at `params` `[4, J]`.
+
+    Joints run along the last axis (many small problems: every op is one vectorised pass).
+    `pos`/`mask`: `[2, S, J]` window pixel coordinates (x row, y row) and inside-the-map masks;
+    `z`: `[S(y), S(x), J]` heatmap values (0 outside).
+    """
+    jtj_map, pair_a, pair_b, zmap = consts
+    a, sd = params[0], params[3]  # [J]
+    s2 = sd.square()
+    d = pos - params[1:3, None, :]  # [2, S, J]
+    e = torch.exp(d.square().mul_(-0.5 / s2)).mul_(mask)
+    ed = e * d
+    u = torch.stack([e, ed, ed * d], dim=1)  # [2, 3, S, J]
+    gram = (u[:, pair_a] * u[:, pair_b]).sum(2)  # [2, 6, J]
+    jtj = torch.mm(jtj_map, (gram[0, :, None] * gram[1, None, :]).view(36, -1))  # [16, J], unscaled
+    ux, uy = u[0], u[1]  # [3, S, J]
+    t = (z * ux[:, None]).sum(2)  # [3(a), S(y), J]: sum over x of u_a(x) z(y, x)
+    zm = (t[:, None] * uy[None]).sum(2).view(9, -1)  # [9, J]: sum over y of that times u_b(y)
+    ratio = a / s2
+    scale = torch.stack([torch.ones_like(a), ratio, ratio, ratio / sd])  # [4, J]
+    jtj = jtj * (scale[:, None] * scale[None]).view(16, -1)
+    jtr = a * jtj[0::4] - scale * torch.mm(zmap, zm)  # the model is A b_00, column 0 is b_00
+    # the cost straight from the residuals: the moment form a^2 X00 Y00 - 2 a zm00 + |z|^2 cancels
+    cost = ((a * uy[0])[:, None] * ux[0][None] - z).square().sum((0, 1))
+    return torch.cat([jtj, jtr, cost[None]], 0)
 
 
 def fit_gaussians(
-    heatmaps: torch.Tensor,
+    windows: Windows | torch.Tensor,
     coords: torch.Tensor,
     select: torch.Tensor,
+    size: tuple[int, int] | None = None,
+    *,
     window: int = 6,
     sigma: float = 2.0,
     iterations: int = 30,
@@ -84,74 +165,67 @@ def fit_gaussians(
     The window is `[-window, window]` px around the joint's rounded position (`int(x + 0.5)`,
     clipped to the map), cut at the map border; the fit starts from amplitude = heatmap value
     there, centre = that pixel, `sigma`. As in the reference, a fit is used whenever it converged
-    (last step below 1e-3 px) and is finite, wherever its centre landed; otherwise the joint stays.
+    (a step below 1e-3 px) and is finite, wherever its centre landed; otherwise the joint stays.
+    The fit runs in float64 on the separable normal equations (13 + 13 values per axis instead of
+    169 per window). On the CPU it stops once every selected fit converged (the remaining steps
+    move a joint by far less than 1e-3 px); elsewhere it runs `iterations` steps without syncing.
 
     Args:
-        heatmaps: `[B, K, H, W]` averaged keypoint heatmaps.
+        windows: `windows(center, r)` giving the averaged heatmaps on the windows around `[B, N, K, 2]`
+            pixels (`map_windows`, `ScaleReader.heat_windows`), or the maps `[B, K, H, W]` themselves.
         coords: `[B, N, K, 2]` joints (x, y) in heatmap pixels.
         select: `[B, N, K]` bool, joints to refine.
+        size: `(H, W)` of the maps (needed when `windows` is a function).
 
     Returns:
         `[B, N, K, 2]`.
     """
-    b, k, h, w = heatmaps.shape
-    n = coords.shape[1]
+    b, n, k = coords.shape[:3]
+    if isinstance(windows, torch.Tensor):
+        size = (windows.shape[2], windows.shape[3])
+        windows = map_windows(windows)
     if b * n * k == 0 or iterations <= 0:
         return coords
-    dev = heatmaps.device
-    flat = heatmaps.float().reshape(-1)
-    chosen = select.reshape(-1).nonzero()[:, 0]  # fit only the selected joints (one host sync)
-    plane = (torch.arange(b, device=dev)[:, None, None] * k + torch.arange(k, device=dev)[None, None, :])
-    plane = plane.expand(b, n, k).reshape(-1, 1)[chosen]
-    all_pos = coords.reshape(-1, 2).float()
-    pos = all_pos[chosen]
-    center = torch.stack(
-        [torch.trunc(pos[:, 0] + 0.5).clamp(0, w - 1), torch.trunc(pos[:, 1] + 0.5).clamp(0, h - 1)], dim=-1
-    ).nan_to_num(0.0).long()  # [J, 2]
+    assert size is not None
+    h, w = size
+    dev = coords.device
+    pos = coords.float()
+    center = torch.stack([torch.trunc(pos[..., 0] + 0.5).clamp(0, w - 1), torch.trunc(pos[..., 1] + 0.5).clamp(0, h - 1)],
+                         -1).nan_to_num(0.0).long()  # [B, N, K, 2]  # fmt: skip
     r = torch.arange(-window, window + 1, device=dev)
-    oy, ox = torch.meshgrid(r, r, indexing="ij")
-    xs = center[:, :1] + ox.reshape(1, -1)  # [J, S]
-    ys = center[:, 1:] + oy.reshape(1, -1)
-    inside = ((xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)).float()
-    index = (plane * h + ys.clamp(0, h - 1)) * w + xs.clamp(0, w - 1)
-    z = flat[index] * inside
-    xs_f, ys_f = xs.float(), ys.float()
-
-    start_val = flat[(plane[:, 0] * h + center[:, 1]) * w + center[:, 0]]
-    params = torch.stack([start_val, center[:, 0].float(), center[:, 1].float(), torch.full_like(start_val, sigma)], -1)
-
-    def residuals(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        g, jac = _gaussian(p, xs_f, ys_f)
-        res = (g - z) * inside
-        return res, jac * inside[..., None], res.square().sum(-1)
-
-    res, jac, cost = residuals(params)
-    lam = torch.full_like(cost, _LM_LAMBDA0)
-    converged = torch.zeros_like(cost, dtype=torch.bool)
-    eye = torch.eye(4, device=dev)
+    win = center[..., None] + r  # [B, N, K, 2, S]
+    limit = torch.tensor([w, h], device=dev)[:, None]
+    inside = (win >= 0) & (win < limit)
+    z = windows(center, window) * (inside[..., 1, :, None] & inside[..., 0, None, :])  # [B, N, K, S(y), S(x)]
+    s = 2 * window + 1
+    dt = _FIT_DTYPE
+    z_t = z.to(dt).reshape(-1, s, s).permute(1, 2, 0).contiguous()  # [S(y), S(x), J]
+    wpos = win.to(dt).reshape(-1, 2, s).permute(1, 2, 0).contiguous()  # [2, S, J]
+    mask = inside.to(dt).reshape(-1, 2, s).permute(1, 2, 0).contiguous()
+    consts = _constants(str(dev), dt)
+    c0 = center.reshape(-1, 2).T.to(dt)
+    params = torch.cat([z_t[window, window][None], c0, torch.full_like(c0[:1], sigma)], 0)  # [4, J]
+    sel = select.reshape(-1)
+    unselected = ~sel
+    state = torch.cat([params, _normal_equations(params, wpos, mask, z_t, consts)], 0)  # [25, J]
+    lam = torch.full_like(params[0], _LM_LAMBDA0)
+    converged = torch.zeros_like(sel)
+    stop_early = dev.type == "cpu"  # a host check is free there
     for _ in range(iterations):
-        jt = jac.transpose(1, 2)
-        hess = jt @ jac
-        grad = jt @ res[..., None]
-        diag = hess.diagonal(dim1=1, dim2=2).clamp_min(1e-12)
-        system = hess + lam[:, None, None] * torch.diag_embed(diag) + 1e-12 * eye
-        step = -torch.linalg.solve_ex(system, grad)[0][..., 0]
-        step = torch.where(torch.isfinite(step), step, torch.zeros_like(step))
-        new_params = params + step
-        new_res, new_jac, new_cost = residuals(new_params)
-        better = torch.isfinite(new_cost) & (new_cost < cost)
-        small = (step[:, 1:].abs().amax(-1) < _XTOL) & (step[:, 0].abs() <= _XTOL * params[:, 0].abs() + 1e-9)
-        converged |= small
-        params = torch.where(better[:, None], new_params, params)
-        res = torch.where(better[:, None], new_res, res)
-        jac = torch.where(better[:, None, None], new_jac, jac)
-        cost = torch.where(better, new_cost, cost)
-        lam = torch.where(better, lam / 10.0, lam * 10.0).clamp(1e-9, 1e9)
-
-    fitted = params[:, 1:3]
-    # As the reference's curve_fit: any converged fit is taken, even one whose centre left the window
-    # (it pulls a joint several pixels away onto the nearby peak); only a failed fit leaves the joint.
-    ok = converged & torch.isfinite(params).all(-1)
-    out = all_pos.clone()
-    out[chosen] = torch.where(ok[:, None], fitted, pos)
+        jtj = state[4:20].T.reshape(-1, 4, 4)
+        system = jtj + torch.diag_embed((state[4:20:5].clamp_min(1e-12) * lam + 1e-12).T)  # LM damping
+        step = torch.linalg.solve_ex(system, state[20:24].T)[0].T.neg().nan_to_num_(0.0, 0.0, 0.0)  # [4, J]
+        new_params = state[:4] + step
+        new = torch.cat([new_params, _normal_equations(new_params, wpos, mask, z_t, consts)], 0)
+        better = new[24] < state[24]  # a NaN cost is never better
+        size_ok = step.abs()
+        converged |= (size_ok[1:] < _XTOL).all(0) & (size_ok[0] <= state[0].abs() * _XTOL + 1e-9)
+        state = torch.where(better, new, state)
+        lam = torch.where(better, lam / 10.0, lam * 10.0).clamp_(1e-9, 1e9)
+        if stop_early and bool(torch.all(converged | unselected)):
+            break
+    params = state[:4].T
+    ok = converged & sel & torch.isfinite(params).all(-1)
+    fitted = params[:, 1:3].float()
+    out = torch.where(ok[:, None], fitted, pos.reshape(-1, 2))
     return out.view(b, n, k, 2).to(coords.dtype)

@@ -117,7 +117,7 @@ class GrapeNet(nn.Module):
         """Run the network.
 
         Args:
-            images: [B, 3, H, W] float, normalised with `normalize_images`; H, W multiples of 64.
+            images: [B, 3, H, W] float, normalised with `normalize_images`; H, W multiples of 32.
 
         Returns:
             `GrapeOutput` with maps on the [h, w] = [H/4, W/4] grid: heatmaps [B, K+1, h, w],
@@ -149,7 +149,7 @@ def _check_images(images: Tensor) -> None:
         raise GrapeposeError(f"GrapeNet expects images [B, 3, H, W], got a {images.dim()}-D tensor of shape {shape}")
     if shape[1] != 3:
         raise GrapeposeError(f"GrapeNet expects 3 colour channels, got {shape[1]} in images of shape {shape}")
-    if shape[2] % 64 or shape[3] % 64 or shape[2] == 0 or shape[3] == 0:
-        raise GrapeposeError(f"GrapeNet needs H and W to be positive multiples of 64, got images of shape {shape}")
+    if shape[2] % 32 or shape[3] % 32 or shape[2] == 0 or shape[3] == 0:
+        raise GrapeposeError(f"GrapeNet needs H and W to be positive multiples of 32, got images of shape {shape}")
     if not images.is_floating_point():
         raise GrapeposeError(f"GrapeNet expects float images (normalised), got {images.dtype} of shape {shape}")
