@@ -251,7 +251,7 @@ def job_eval(spec: dict[str, Any], result: str) -> None:
     from grapepose.evaluation import evaluate_results, format_metrics_table
 
     root = Path(spec["dir"])
-    synth = ["synth", "--preset", spec["scene"], "--num-images", str(spec["num_images"]), "--size", str(spec["size"]),
+    synth = ["synth", "--scene", spec["scene"], "--num-images", str(spec["num_images"]), "--size", str(spec["size"]),
              "--seed", str(spec["seed"]), "--out", str(root), "--workers", str(spec["workers"]),
              "--no-progress"]  # fmt: skip
     t0 = time.perf_counter()

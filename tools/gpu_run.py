@@ -94,29 +94,29 @@ TINY_MODEL = ["model.d_model=32", "model.dim_feedforward=64", "model.nhead=2", "
 
 # `grapepose bench TOPIC ARGS`, most important first (DESIGN §7 compares forward b1/b32 and train b16).
 GPU_BENCH = [
-    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch", "1", "--dtype", "bf16", "--channels-last",
+    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "1", "--dtype", "bf16", "--channels-last",
      "--device", "cuda", "--iters", "20", "--warmup", "5"],
-    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch", "32", "--dtype", "bf16", "--channels-last",
+    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "32", "--dtype", "bf16", "--channels-last",
      "--device", "cuda", "--iters", "10", "--warmup", "3"],
-    ["train", "--preset", "crowdpose_w32", "--size", "512", "--batch", "16", "--dtype", "bf16", "--device", "cuda",
+    ["train", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "16", "--dtype", "bf16", "--device", "cuda",
      "--steps", "10", "--warmup", "3"],
-    ["predict", "--preset", "crowdpose_w32", "--size", "512", "--batch", "1", "--dtype", "bf16", "--device", "cuda",
+    ["predict", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "1", "--dtype", "bf16", "--device", "cuda",
      "--iters", "10"],
-    ["decode", "--device", "cuda", "--batch", "1", "--repeats", "10"],
-    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch", "16", "--dtype", "bf16", "--channels-last",
+    ["decode", "--device", "cuda", "--batch-size", "1", "--iters", "10"],
+    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "16", "--dtype", "bf16", "--channels-last",
      "--device", "cuda", "--iters", "10", "--warmup", "3"],
-    ["forward", "--preset", "coco_w18s", "--size", "512", "--batch", "1", "--dtype", "bf16", "--channels-last",
+    ["forward", "--preset", "coco_w18s", "--size", "512", "--batch-size", "1", "--dtype", "bf16", "--channels-last",
      "--device", "cuda", "--iters", "20", "--warmup", "5"],
-    ["forward", "--preset", "coco_w18s", "--size", "512", "--batch", "32", "--dtype", "bf16", "--channels-last",
+    ["forward", "--preset", "coco_w18s", "--size", "512", "--batch-size", "32", "--dtype", "bf16", "--channels-last",
      "--device", "cuda", "--iters", "10", "--warmup", "3"],
-    ["train", "--preset", "coco_w18s", "--size", "384", "--batch", "32", "--dtype", "bf16", "--device", "cuda",
+    ["train", "--preset", "coco_w18s", "--size", "384", "--batch-size", "32", "--dtype", "bf16", "--device", "cuda",
      "--steps", "10", "--warmup", "3"],
-    ["predict", "--preset", "coco_w18s", "--size", "512", "--batch", "1", "--dtype", "bf16", "--device", "cuda",
+    ["predict", "--preset", "coco_w18s", "--size", "512", "--batch-size", "1", "--dtype", "bf16", "--device", "cuda",
      "--iters", "10"],
-    ["predict", "--preset", "crowdpose_w32", "--size", "512", "--batch", "16", "--dtype", "bf16", "--device", "cuda",
+    ["predict", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "16", "--dtype", "bf16", "--device", "cuda",
      "--iters", "5"],
-    ["decode", "--device", "cuda", "--batch", "16", "--repeats", "5"],
-    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch", "1", "--dtype", "fp16", "--channels-last",
+    ["decode", "--device", "cuda", "--batch-size", "16", "--iters", "5"],
+    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "1", "--dtype", "fp16", "--channels-last",
      "--device", "cuda", "--iters", "20", "--warmup", "5"],
 ]  # fmt: skip
 # DESIGN §7: the reference's own figures on an H100 (fp16), compared in summary.json.
@@ -462,7 +462,7 @@ def dry_bench_plan(plan: list[list[str]]) -> list[list[str]]:
 
     The flags are the GPU plan's, with small values; the bench job also parses every GPU entry.
     """
-    small = {"--size": "64", "--batch": "1", "--iters": "1", "--warmup": "0", "--steps": "1", "--repeats": "1",
+    small = {"--size": "64", "--batch-size": "1", "--iters": "1", "--warmup": "0", "--steps": "1",
              "--device": "cpu", "--dtype": "fp32"}  # fmt: skip
     out = []
     for topic in dict.fromkeys(argv[0] for argv in plan):

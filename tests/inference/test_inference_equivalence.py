@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from grapepose.config import TestConfig as Cfg
-from grapepose.data.image_io import normalize_images, read_image
+from grapepose.io.files import normalize_images, read_image
 from grapepose.inference import decode, flip_shift, image_transform, merge_flip, upsample_maps, warp_image
 from grapepose.inference.peaks import lattice_peaks, lattice_step
 from grapepose.inference.points import ScaleReader
