@@ -14,7 +14,10 @@ from grapepose.io.files import read_image
 @pytest.fixture(scope="module")
 def est(tiny_checkpoint):
     return PoseEstimator.from_pretrained(
-        tiny_checkpoint, device="cpu", overrides=["test.base_size=64", "test.flip=false"], batch_size=2
+        # The Gaussian fit is off: on this calibrated net a few fits sit on noise and flip between
+        # converged and not at last-bit differences of batched convolutions; these tests are about inputs.
+        tiny_checkpoint, device="cpu", overrides=["test.base_size=64", "test.flip=false", "test.refine=false"],
+        batch_size=2,
     )
 
 

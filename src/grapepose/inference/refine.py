@@ -167,8 +167,8 @@ def fit_gaussians(
     there, centre = that pixel, `sigma`. As in the reference, a fit is used whenever it converged
     (a step below 1e-3 px) and is finite, wherever its centre landed; otherwise the joint stays.
     The fit runs in float64 on the separable normal equations (13 + 13 values per axis instead of
-    169 per window). On the CPU it stops once every selected fit converged (the remaining steps
-    move a joint by far less than 1e-3 px); elsewhere it runs `iterations` steps without syncing.
+    169 per window). A converged fit is frozen; on the CPU the loop stops once every selected fit
+    converged, elsewhere it runs `iterations` steps without syncing (same result either way).
 
     Args:
         windows: `windows(center, r)` giving the averaged heatmaps on the windows around `[B, N, K, 2]`
@@ -217,7 +217,9 @@ def fit_gaussians(
         step = torch.linalg.solve_ex(system, state[20:24].T)[0].T.neg().nan_to_num_(0.0, 0.0, 0.0)  # [4, J]
         new_params = state[:4] + step
         new = torch.cat([new_params, _normal_equations(new_params, wpos, mask, z_t, consts)], 0)
-        better = new[24] < state[24]  # a NaN cost is never better
+        # A converged fit is frozen (as curve_fit stops there), so a joint's result never depends on
+        # which other joints share its batch or on when the loop stops.
+        better = (new[24] < state[24]) & ~converged  # a NaN cost is never better
         size_ok = step.abs()
         converged |= (size_ok[1:] < _XTOL).all(0) & (size_ok[0] <= state[0].abs() * _XTOL + 1e-9)
         state = torch.where(better, new, state)
