@@ -5,8 +5,7 @@ Heavy pieces are imported lazily so `import grapepose.engine` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from grapepose._lazy import lazy_exports
 
 _EXPORTS = {
     "Trainer": "grapepose.engine.trainer",
@@ -27,8 +26,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'grapepose.engine' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -7,8 +7,7 @@ never the predict loop.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from grapepose._lazy import lazy_exports
 
 _EXPORTS = {
     "read_image": "grapepose.io.files",
@@ -26,8 +25,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'grapepose.io' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,18 +6,8 @@ See docs/SERVE.md.
 
 from __future__ import annotations
 
-from typing import Any
+from grapepose._lazy import lazy_exports
 
-__all__ = ["create_app", "ServeSettings"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "create_app":
-        from grapepose.serve.app import create_app
-
-        return create_app
-    if name == "ServeSettings":
-        from grapepose.serve.schemas import ServeSettings
-
-        return ServeSettings
-    raise AttributeError(f"module 'grapepose.serve' has no attribute {name!r}")
+_EXPORTS = {"create_app": "grapepose.serve.app", "ServeSettings": "grapepose.serve.schemas"}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
