@@ -120,7 +120,10 @@ def test_real_network_outputs_equal_the_old_decoder(tiny_checkpoint, shared_data
 
     On a random network many windows hold noise, and some Gaussian fits there are chaotic: they run
     far out of their window, or the old decoder itself moves them by more than 0.01 px when its
-    inputs change by 1e-4 (relative). Those joints are left out of the comparison (and counted).
+    inputs change by 1e-4 (relative). Those joints are left out of the comparison (and counted),
+    as are joints that the two decoders snap to different pixels of the replicated last columns or
+    rows of the upsampled maps, where equal peaks tie: which of them fill the last of the 30 peak
+    slots is `topk`'s arbitrary choice.
     """
     model = load_model(tiny_checkpoint).eval()
     image = read_image(shared_data / "demo" / "crowd_01.jpg")
@@ -144,7 +147,13 @@ def test_real_network_outputs_equal_the_old_decoder(tiny_checkpoint, shared_data
             moved = {key: _perturbed(kw[key], seed) for key in ("outputs", "flipped") if key in kw}
             chaotic |= _nearest(old, reference_decode(cfg=cfg, **{**kw, **moved})[0])[1] > 0.01
         chaotic |= _nearest(old, unfitted)[1] > cfg.refine_window  # fits that left their window
-        keep = ~chaotic[match] & (_nearest(fast, unfitted)[1] <= cfg.refine_window)
+        g = lattice_step([4 / s for s in cfg.scales], cfg.snap_pool_kernel)
+        edge = torch.tensor([(size[1] - 1) // g * g, (size[0] - 1) // g * g])  # the tied border strip
+        fast_unfitted = decode(cfg=Cfg(**{**cfg.__dict__, "refine": False}), **kw)[0]
+        snap_old = unfitted.keypoints[_nearest(old, unfitted)[0], :, :2][match]
+        snap_fast = fast_unfitted.keypoints[_nearest(fast, fast_unfitted)[0], :, :2]
+        tied = (snap_old >= edge).any(-1) & (snap_fast >= edge).any(-1) & (snap_old != snap_fast).any(-1)
+        keep = ~chaotic[match] & ~tied & (_nearest(fast, unfitted)[1] <= cfg.refine_window)
         assert float(torch.where(keep, dist, 0.0).max()) < 0.01
         compared += int(keep.sum())
         total += keep.numel()

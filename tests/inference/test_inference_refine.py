@@ -1,8 +1,10 @@
-"""The sub-pixel Gaussian fit behaves like the reference's curve_fit."""
+"""The sub-pixel Gaussian fit behaves like the reference's curve_fit; peaks come in a defined order."""
 
+import pytest
 import torch
 
-from grapepose.inference.refine import fit_gaussians
+from grapepose.inference.peaks import _BLOCK, _block_topk
+from grapepose.inference.refine import fit_gaussians, heatmap_peaks, rank_peaks
 
 
 def _peak(h: int, w: int, x: float, y: float, sigma: float) -> torch.Tensor:
@@ -26,3 +28,33 @@ def test_unselected_and_empty_inputs_are_untouched():
     assert torch.equal(same, coords)
     empty = torch.zeros(1, 0, 1, 2)
     assert fit_gaussians(heat, empty, torch.zeros(1, 0, 1, dtype=torch.bool), window=6, sigma=2.0, iterations=30).shape == (1, 0, 1, 2)
+
+
+def test_rank_peaks_orders_equal_scores_by_pixel():
+    score = torch.tensor([[[0.5, 0.9, 0.5, 0.9, -torch.inf, 0.5]]])
+    pixel = torch.tensor([[[40, 7, 3, 2, 0, 9]]])
+    order = rank_peaks(score, pixel, 5)
+    # 0.9 at pixels 2 then 7; 0.5 at pixels 3, 9, 40 (the -inf one is cut)
+    assert order.tolist() == [[[3, 1, 2, 5, 0]]]
+    assert rank_peaks(score, pixel, 10).shape == (1, 1, 6)
+
+
+def test_heatmap_peaks_ties_come_in_row_major_order():
+    maps = torch.zeros(1, 1, 12, 12)
+    maps[0, 0, 1::3, 1::3] = 2.0  # 15 equal peaks (and a higher one): topk returns them in no particular order
+    maps[0, 0, 10, 10] = 3.0
+    xy, ok = heatmap_peaks(maps, 16, kernel=3)
+    assert ok.all()
+    want = [[10.0, 10.0]] + [[float(x), float(y)] for y in range(1, 12, 3) for x in range(1, 12, 3) if (x, y) != (10, 10)]
+    assert xy[0, 0].tolist() == want
+
+
+@pytest.mark.parametrize("t", [1, 7, 40, 200])
+def test_block_topk_equals_topk(t):
+    g = torch.Generator().manual_seed(t)
+    values = torch.randn(2, 3, 12 * _BLOCK, generator=g)
+    values[0, 1, : 5 * _BLOCK] = -torch.inf  # whole blocks of failed candidates
+    top, index = _block_topk(values, t)
+    want = values.topk(t, dim=2).values
+    assert torch.equal(top, want)
+    assert torch.equal(values.gather(2, index), top)  # indices point at those values

@@ -16,7 +16,7 @@ import torch
 
 from grapepose.inference.centers import local_maxima
 
-__all__ = ["heatmap_peaks", "snap_to_peaks", "fit_gaussians", "map_windows"]
+__all__ = ["heatmap_peaks", "rank_peaks", "snap_to_peaks", "fit_gaussians", "map_windows"]
 
 _LM_LAMBDA0 = 0.1  # initial damping; from sigma 2 on the x4 upsampled maps this converges in ~5 steps
 _FIT_DTYPE = torch.float32
@@ -44,8 +44,26 @@ def map_windows(heatmaps: torch.Tensor) -> Windows:
     return windows
 
 
+def rank_peaks(score: torch.Tensor, pixel: torch.Tensor, num: int) -> torch.Tensor:
+    """The `num` best of `T` peak candidates: highest score first, equal scores in row-major pixel order.
+
+    `topk` leaves the order of equal values undefined, and equal peaks are common (the replicated
+    last column/row of upsampled maps, plateaus): this fixes the order that snapping, which takes
+    the first of equally near peaks, sees.
+
+    Args:
+        score: `[B, K, T]`; pixel: `[B, K, T]` flat pixel index `y * W + x`.
+
+    Returns:
+        `[B, K, min(num, T)]` indices into T.
+    """
+    by_pixel = pixel.argsort(dim=2, stable=True)
+    by_score = score.gather(2, by_pixel).argsort(dim=2, descending=True, stable=True)[..., :num]
+    return by_pixel.gather(2, by_score)
+
+
 def heatmap_peaks(heatmaps: torch.Tensor, num: int, kernel: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-    """The `num` highest local maxima (`kernel x kernel` max-pool, no threshold) of full maps.
+    """The `num` highest local maxima (`kernel x kernel` max-pool, no threshold) of full maps (`rank_peaks` order).
 
     The dense form, for test scales whose maps do not sit on an integer lattice (see `peaks.py`).
 
@@ -63,6 +81,8 @@ def heatmap_peaks(heatmaps: torch.Tensor, num: int, kernel: int = 5) -> tuple[to
     is_max = local_maxima(heatmaps, kernel)
     vals = torch.where(is_max, heatmaps, torch.full_like(heatmaps, -torch.inf))
     top, index = vals.view(b, k, h * w).topk(p, dim=2)
+    order = rank_peaks(top, index, p)
+    top, index = top.gather(2, order), index.gather(2, order)
     xy = torch.stack([index % w, torch.div(index, w, rounding_mode="floor")], dim=-1).float()
     return xy, torch.isfinite(top)
 

@@ -18,6 +18,7 @@ from grapepose.inference.centers import find_centers, local_maxima
 from grapepose.inference.decode import DecodedPoses
 from grapepose.inference.maps import PoseMaps, merge_flip, sample_upsampled, to_pose_maps, upsample_maps
 from grapepose.inference.nms import pose_nms
+from grapepose.inference.refine import rank_peaks
 
 __all__ = ["reference_decode", "reference_decode_maps"]
 
@@ -44,6 +45,8 @@ def _heatmap_peaks(heatmaps: torch.Tensor, num: int, kernel: int = 5) -> tuple[t
     is_max = local_maxima(heatmaps, kernel)
     vals = torch.where(is_max, heatmaps, torch.full_like(heatmaps, -torch.inf))
     top, index = vals.view(b, k, h * w).topk(p, dim=2)
+    order = rank_peaks(top, index, p)  # equal peaks in a defined order (topk's is arbitrary)
+    top, index = top.gather(2, order), index.gather(2, order)
     xy = torch.stack([index % w, torch.div(index, w, rounding_mode="floor")], dim=-1).float()
     return xy, torch.isfinite(top)
 
