@@ -142,7 +142,7 @@ def _merge(
     for s in previous:  # the merge takes milliseconds: let it finish
         signal.signal(s, signal.SIG_IGN)
     try:
-        results = merge_parts(args.out, sources, world)
+        results, frames = merge_parts(args.out, sources, world)
         try:
             folder.finish(results)
         except OutputError as e:
@@ -155,14 +155,13 @@ def _merge(
             signal.signal(s, h)
     if reports is None:
         raise GrapeposeError(
-            f"{lost}; a rank stopped without reporting: {folder.results_path} holds the frames every rank had "
-            f"finished ({len(results)} people), the other ranks' journals are kept ({args.out / PART_GLOB}); "
-            "run again with --overwrite to redo the job"
+            f"a rank stopped without reporting ({lost}): {folder.results_path} holds the {frames} frames the ranks "
+            f"had finished, the other ranks' journals are kept ({args.out / PART_GLOB}); run again with --overwrite "
+            "to redo the job"
         )
     for r, rep in enumerate(reports):
         if rep["fatal"]:
-            done = sum(x["frames"] for x in reports)
-            raise OutputError(f"rank {r}: {rep['fatal']}; the {done} frames finished are in {folder.results_path}")
+            raise OutputError(f"rank {r}: {rep['fatal']}; the {frames} frames finished are in {folder.results_path}")
     if not getattr(stop, "signum", None):
         stop.signum = next((x["signum"] for x in reports if x["signum"]), None)  # type: ignore[attr-defined]
     counts = " + ".join(str(x["frames"]) for x in reports)

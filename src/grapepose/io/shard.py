@@ -105,8 +105,10 @@ class PartJournal(OutputFolder):
         return self
 
 
-def merge_parts(out_dir: str | os.PathLike[str], sources: Sequence[Source], world: int) -> list[dict[str, Any]]:
-    """The COCO results of every rank's journal, as one process would have written them.
+def merge_parts(
+    out_dir: str | os.PathLike[str], sources: Sequence[Source], world: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The COCO results of every rank's journal, as one process would have written them, and their frame count.
 
     Lines are put in input order (a video's frames stay in theirs) and the image ids are given again
     over all the inputs, the way `run_predict` gives them: a numbered image keeps its number, every
@@ -127,7 +129,7 @@ def merge_parts(out_dir: str | os.PathLike[str], sources: Sequence[Source], worl
         for entry in line["results"]:
             entry["image_id"] = iid  # the key keeps its place: the file is byte for byte the same
         results += line["results"]
-    return results
+    return results, len(lines)
 
 
 def _brief(e: BaseException) -> str:
