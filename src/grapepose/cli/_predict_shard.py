@@ -99,16 +99,15 @@ def _run(args: argparse.Namespace, shard: Any, folder: Any, job: dict[str, Any],
             estimator = _estimator(args, _overrides(args), device=shard.device)
             summary = run_predict(estimator, sources, _options(args, progress=shard.rank == 0), report=report,
                                   journal=part, stop=stop, part=mine)  # fmt: skip
-    except GrapeposeError as e:  # e.g. the model does not fit on this rank's GPU: the others go on
+    except GrapeposeError as e:  # e.g. no model on this rank's GPU: the others go on, rank 0 says it at the end
         error = str(e)
-        report(error)
     except KeyboardInterrupt:  # a second Ctrl-C while the model loads
         summary.interrupted = True
     finally:
         part.close()  # synced; removed when empty
     mine_report = {
         "frames": summary.frames, "failures": summary.failures, "drawn": len(summary.written),
-        "seconds": summary.seconds, "interrupted": summary.interrupted, "fatal": summary.fatal or error,
+        "seconds": summary.seconds, "interrupted": summary.interrupted, "fatal": summary.fatal, "error": error,
         "signum": getattr(stop, "signum", None),
     }  # fmt: skip
     try:
@@ -139,6 +138,10 @@ def _merge(
     from grapepose.io.shard import merge_parts
 
     sources, world = job["sources"], shard.world
+    errors = [(r, x["error"]) for r, x in enumerate(reports or []) if x["error"]]
+    if errors and not any(x["frames"] for x in reports or []):  # e.g. no such weights file: nothing ran
+        r, error = errors[0]
+        raise GrapeposeError(error if r == 0 else f"rank {r}: {error}")
     for s in previous:  # the merge takes milliseconds: let it finish
         signal.signal(s, signal.SIG_IGN)
     try:
@@ -160,8 +163,9 @@ def _merge(
             "to redo the job"
         )
     for r, rep in enumerate(reports):
-        if rep["fatal"]:
-            raise OutputError(f"rank {r}: {rep['fatal']}; the {frames} frames finished are in {folder.results_path}")
+        if rep["fatal"] or rep["error"]:
+            raise OutputError(f"rank {r}: {rep['fatal'] or rep['error']}; the {frames} frames the ranks finished "
+                              f"are in {folder.results_path}")  # fmt: skip
     if not getattr(stop, "signum", None):
         stop.signum = next((x["signum"] for x in reports if x["signum"]), None)  # type: ignore[attr-defined]
     counts = " + ".join(str(x["frames"]) for x in reports)
