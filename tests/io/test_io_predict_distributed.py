@@ -115,6 +115,15 @@ def test_a_bad_input_on_one_rank_and_a_folder_with_results(shared_data, tiny_che
     assert err1 == stdout1 == stdout0 == ""
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
 
+    missing = tmp_path / "nope.safetensors"  # every rank fails to load it: one line, as from one process
+    argv = ["predict", str(inputs), "--out", str(out), "--overwrite", "--weights", str(missing), "--device", "cpu"]
+    (rc0, stdout0, err0), (rc1, stdout1, err1) = _ranks(2, argv)
+    assert (rc0, rc1) == (2, 0)
+    assert err0.splitlines() == [f"grapepose predict: error: {missing}: no such checkpoint file (nor 'demo' or a "
+                                 "preset name)"]  # fmt: skip
+    assert err1 == stdout1 == stdout0 == ""
+    assert {r["file_name"] for r in json.loads((out / "results.json").read_text())} == {"a.jpg", "c.jpg"}  # kept
+
 
 def test_a_crashed_rank_does_not_hang_the_job(shared_data, tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
