@@ -38,11 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="stop each video/webcam after N frames (0: no limit; Ctrl-C also stops a webcam)")
 
 
-def _estimator(args: argparse.Namespace, overrides: list[str]):  # noqa: ANN202 - PoseEstimator, imported lazily
+def _estimator(args: argparse.Namespace, overrides: list[str], device: Any = None):  # noqa: ANN202 - lazily imported
     from grapepose.api import PoseEstimator
     from grapepose.utils.device import resolve_device
 
-    device = str(resolve_device(args.device))
+    device = str(device if device is not None else resolve_device(args.device))
     batch_size = args.batch_size or (16 if device.startswith("cuda") else 2)
     source = args.weights if args.weights is not None else (args.preset or "demo")
     is_onnx = str(source).lower().endswith(".onnx")
@@ -70,15 +70,7 @@ def _signals(stop: threading.Event) -> dict[int, Any]:
     return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
 
-def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from grapepose.io.files import check_output_path
-    from grapepose.io.journal import OutputError, OutputFolder
-    from grapepose.io.runner import PredictOptions, run_predict
-    from grapepose.io.sources import expand_sources
-
-    specs = list(args.sources)
+def _overrides(args: argparse.Namespace) -> list[str]:
     overrides = list(args.overrides)
     if args.flip is not None:
         overrides.append(f"test.flip={str(args.flip).lower()}")
@@ -86,6 +78,42 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"test.scales=[{','.join(str(s) for s in args.scales)}]")
     if args.base_size is not None:
         overrides.append(f"test.base_size={args.base_size}")
+    return overrides
+
+
+def _options(args: argparse.Namespace, progress: bool = True):  # noqa: ANN202 - PredictOptions, imported lazily
+    from grapepose.io.runner import PredictOptions
+
+    return PredictOptions(
+        out_dir=args.out, draw=not args.no_draw, black=args.show_black, track=args.track,
+        score_threshold=args.score_thr, max_frames=max(0, args.max_frames), progress=progress,
+    )  # fmt: skip
+
+
+def _reporter(prefix: str = ""):  # noqa: ANN202
+    from tqdm import tqdm
+
+    def report(message: str) -> None:
+        tqdm.write(f"{prefix}grapepose predict: error: {message}", file=sys.stderr)
+
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    from grapepose.io.shard import world_size
+
+    if world_size() > 1:
+        from grapepose.cli._predict_shard import run_sharded
+
+        return run_sharded(args)
+
+    from grapepose.io.files import check_output_path
+    from grapepose.io.journal import OutputError, OutputFolder
+    from grapepose.io.runner import run_predict
+    from grapepose.io.sources import expand_sources
+
+    specs = list(args.sources)
+    overrides = _overrides(args)
     args.out = check_output_path(args.out, "dir")  # before the lock, the model and any work
     folder = OutputFolder(args.out, overwrite=getattr(args, "overwrite", False))
     folder.open()  # before any work: the lock, and earlier results are not replaced by accident
@@ -93,18 +121,11 @@ def run(args: argparse.Namespace) -> int:
     previous = _signals(stop)
     try:
         estimator = _estimator(args, overrides)
-
-        def report(message: str) -> None:
-            tqdm.write(f"grapepose predict: error: {message}", file=sys.stderr)
-
+        report = _reporter()
         sources, failures = expand_sources(specs, skip_outputs_in=args.out)
         for message in failures:
             report(message)
-        opts = PredictOptions(
-            out_dir=args.out, draw=not args.no_draw, black=args.show_black, track=args.track,
-            score_threshold=args.score_thr, max_frames=max(0, args.max_frames),
-        )  # fmt: skip
-        summary = run_predict(estimator, sources, opts, report=report, journal=folder, stop=stop)
+        summary = run_predict(estimator, sources, _options(args), report=report, journal=folder, stop=stop)
         for s in previous:  # writing results.json takes milliseconds: let it finish
             signal.signal(s, signal.SIG_IGN)
         try:
@@ -117,23 +138,33 @@ def run(args: argparse.Namespace) -> int:
         folder.close()
     if summary.fatal:
         raise OutputError(f"{summary.fatal}; the {summary.frames} frames finished before are in {folder.results_path}")
-    failures += summary.failures
-    rate = summary.frames / summary.seconds if summary.seconds > 0 else 0.0
+    return _outcome(
+        args, stop, frames=summary.frames, inputs=len(sources) - len(summary.failures), seconds=summary.seconds,
+        people=len(results), results_path=folder.results_path, drawn=len(summary.written),
+        failures=failures + summary.failures, interrupted=summary.interrupted,
+        webcam=any(s.kind == "webcam" for s in sources),
+    )  # fmt: skip
+
+
+def _outcome(
+    args: argparse.Namespace, stop: threading.Event, *, frames: int, inputs: int, seconds: float, people: int,
+    results_path: Any, drawn: int, failures: list[str], interrupted: bool, webcam: bool = False, ranks: str = "",
+) -> int:
+    """Print the summary line (and the failures) of a finished run; its exit status."""
+    rate = frames / seconds if seconds > 0 else 0.0
     print(
-        f"{summary.frames} frames from {len(sources) - len(summary.failures)} inputs in {summary.seconds:.1f} s "
-        f"({rate:.2f} img/s), {len(results)} people -> {folder.results_path}"
-        + (f", {len(summary.written)} drawn files in {args.out}" if summary.written else "")
+        f"{frames} frames from {inputs} inputs in {seconds:.1f} s ({rate:.2f} img/s){ranks}, {people} people -> "
+        f"{results_path}" + (f", {drawn} drawn files in {args.out}" if drawn else "")
     )
-    webcam = any(s.kind == "webcam" for s in sources)
-    if summary.interrupted:
+    if interrupted:
         how = "SIGTERM" if getattr(stop, "signum", signal.SIGINT) == signal.SIGTERM else "Ctrl-C"
-        print(f"grapepose predict: stopped by {how}; the {summary.frames} finished frames are in "
-              f"{folder.results_path}", file=sys.stderr)  # fmt: skip
+        print(f"grapepose predict: stopped by {how}; the {frames} finished frames are in {results_path}",
+              file=sys.stderr)  # fmt: skip
     if failures:
         print(f"grapepose predict: {len(failures)} input(s) failed:", file=sys.stderr)
         for message in failures:
             print(f"  {message}", file=sys.stderr)
         return 1
-    if summary.interrupted and getattr(stop, "signum", None) == signal.SIGTERM:
+    if interrupted and getattr(stop, "signum", None) == signal.SIGTERM:
         return 143
-    return 130 if summary.interrupted and not webcam else 0
+    return 130 if interrupted and not webcam else 0

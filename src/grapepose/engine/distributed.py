@@ -52,13 +52,16 @@ def _resolve_device(device: str | torch.device | None, local_rank: int) -> torch
     return dev
 
 
-def setup_distributed(device: str | torch.device | None = None, timeout_s: float = 7200.0) -> DistInfo:
+def setup_distributed(
+    device: str | torch.device | None = None, timeout_s: float = 7200.0, backend: str | None = None
+) -> DistInfo:
     """Join the torchrun process group if there is one (gloo on CPU, nccl on CUDA).
 
     Args:
         device: "cpu", "cuda" or None (CUDA when available). Under torchrun, "cuda" means the GPU
             at LOCAL_RANK.
         timeout_s: collective timeout (rank 0 validates while the others wait).
+        backend: force a backend (e.g. "gloo" for a job that exchanges only small Python objects).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = env_rank(), int(os.environ.get("LOCAL_RANK", "0"))
@@ -66,8 +69,8 @@ def setup_distributed(device: str | torch.device | None = None, timeout_s: float
     if world <= 1:
         return DistInfo(0, 0, 1, dev)
     if not dist.is_initialized():
-        backend = "nccl" if dev.type == "cuda" else "gloo"
-        kwargs = {"device_id": dev} if dev.type == "cuda" else {}
+        backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
+        kwargs = {"device_id": dev} if backend == "nccl" else {}
         dist.init_process_group(
             backend=backend, timeout=datetime.timedelta(seconds=timeout_s), **kwargs  # type: ignore[arg-type]
         )

@@ -20,13 +20,20 @@ from typing import IO, Any
 from grapepose.errors import GrapeposeError
 from grapepose.io.files import atomic_write_json
 
-__all__ = ["OutputFolder", "OutputError", "read_journal", "LOCK_NAME", "JOURNAL_NAME", "RESULTS_NAME"]
+__all__ = ["OutputFolder", "OutputError", "read_journal", "read_journal_lines", "part_name", "LOCK_NAME",
+           "JOURNAL_NAME", "RESULTS_NAME", "PART_GLOB"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".grapepose-predict.lock"
 JOURNAL_NAME = "results.jsonl"
 RESULTS_NAME = "results.json"
+PART_GLOB = "results.rank*.jsonl"  # the journals of the ranks of a torchrun job (grapepose.io.shard)
+
+
+def part_name(rank: int) -> str:
+    """The journal file of one torchrun rank: `results.rank<r>.jsonl`."""
+    return f"results.rank{rank}.jsonl"
 
 
 class OutputError(GrapeposeError):
@@ -45,15 +52,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def read_journal(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The COCO entries of every complete line of a journal (a torn last line is ignored)."""
-    entries: list[dict[str, Any]] = []
+def read_journal_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every complete line of a journal, one dict per finished frame (a torn last line is ignored)."""
+    lines: list[dict[str, Any]] = []
     with open(path, encoding="utf-8") as f:
         for line in f:
             if not line.endswith("\n"):
                 break  # the write of this line did not finish
-            entries.extend(json.loads(line)["results"])
-    return entries
+            lines.append(json.loads(line))
+    return lines
+
+
+def read_journal(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The COCO entries of every complete line of a journal (a torn last line is ignored)."""
+    return [entry for line in read_journal_lines(path) for entry in line["results"]]
 
 
 class OutputFolder:
@@ -111,8 +123,13 @@ class OutputFolder:
             self.lock.unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- journal
-    def open(self) -> OutputFolder:
-        """Take the lock, check for earlier results, start an empty journal."""
+    def open(self, journal: bool = True) -> OutputFolder:
+        """Take the lock, check for earlier results, start an empty journal.
+
+        Args:
+            journal: start `results.jsonl` (off for a torchrun job, whose ranks write their own
+                parts; stale parts of an earlier job count as unfinished results).
+        """
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -130,12 +147,17 @@ class OutputFolder:
                         f"{self.results_path}: results of an earlier run are there; pass --overwrite to replace "
                         "them, or choose another --out"
                     )
-                if self.path.exists():
+                unfinished = [p for p in (self.path,) if p.exists()] + sorted(self.out_dir.glob(PART_GLOB))
+                if unfinished:
                     raise OutputError(
-                        f"{self.path}: unfinished results of an earlier run that was killed are there; pass "
+                        f"{unfinished[0]}: unfinished results of an earlier run that was killed are there; pass "
                         "--overwrite to replace them, or choose another --out"
                     )
-            self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            else:
+                for stale in self.out_dir.glob(PART_GLOB):  # never merged into the new results
+                    stale.unlink()
+            if journal:
+                self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         except OSError as e:
             self._release_lock()
             raise OutputError(f"{self.path}: cannot write ({e.strerror or e})") from None
@@ -156,8 +178,8 @@ class OutputFolder:
             self._file.flush()
             os.fsync(self._file.fileno())
 
-    def finish(self) -> list[dict[str, Any]]:
-        """Write `results.json` from the journal atomically, then remove the journal.
+    def finish(self, results: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Write `results.json` from the journal (or `results`, merged parts) atomically, then remove the journal.
 
         Raises:
             OutputError: `results.json` cannot be written (the journal is kept).
@@ -167,7 +189,8 @@ class OutputFolder:
                 self.sync()
             finally:
                 self._file.close()
-        results = read_journal(self.path)
+        if results is None:
+            results = read_journal(self.path)
         try:
             atomic_write_json(self.results_path, results)
         except OSError as e:

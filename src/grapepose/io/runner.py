@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ class PredictOptions:
         track: give people stable `track_id`s within each video / each SOURCE's image sequence.
         score_threshold: people with a lower score are dropped (0: nobody is).
         max_frames: stop each video/webcam after this many frames (0: no limit).
+        progress: show a progress bar (when stderr is a terminal).
     """
 
     out_dir: Path
@@ -52,6 +53,7 @@ class PredictOptions:
     track: bool = False
     score_threshold: float = 0.0
     max_frames: int = 0
+    progress: bool = True
 
 
 @dataclass
@@ -175,12 +177,12 @@ def _output_stems(sources: list[Source]) -> dict[Source, str]:
 class _ImageIds:
     """COCO image ids: an image named by a number (COCO/CrowdPose style) keeps it; others count up."""
 
-    def __init__(self, sources: list[Source]) -> None:
+    def __init__(self, sources: list[Source], warn: bool = True) -> None:
         numbered = [s for s in sources if s.kind == "image" and s.stem.isdigit()]
         counts = Counter(int(s.stem) for s in numbered)
         self.reserved = {n for n, c in counts.items() if c == 1}
         shared = [s for s in numbered if counts[int(s.stem)] > 1]
-        if shared:  # e.g. a/001.jpg and b/001.jpg: one id for two images would merge them in evaluation
+        if shared and warn:  # e.g. a/001.jpg and b/001.jpg: one id for two images would merge them in evaluation
             log.warning("%d images share a numbered name with another input (first: %s): they get fresh image ids",
                         len(shared), shared[0])  # fmt: skip
         self.next = 0
@@ -196,7 +198,7 @@ class _ImageIds:
 
 def run_predict(
     estimator: Any, sources: list[Source], opts: PredictOptions, report: Callable[[str], None] = log.error,
-    journal: Any = None, stop: threading.Event | None = None,
+    journal: Any = None, stop: threading.Event | None = None, part: Sequence[int] | None = None,
 ) -> PredictSummary:
     """Predict poses for every input and write results as frames finish.
 
@@ -208,6 +210,9 @@ def run_predict(
         journal: receives `add(entries, image_id=, file_name= | video=, frame=)` for every finished
             frame and `sync()` after every batch (a `grapepose.io.journal.OutputFolder`).
         stop: when set (by a signal handler), the run stops after the frame in hand, keeping it.
+        part: run only these indices of `sources` (a torchrun rank's share, `grapepose.io.shard`).
+            Output names still come from all of `sources`, and each journal line also gets
+            `source=` (the input's index), from which the merge renumbers the image ids.
 
     Returns:
         The summary; `results` holds the COCO entries of every finished frame, in input order.
@@ -220,6 +225,9 @@ def run_predict(
     failed: set[Source] = set()
     trackers: dict[Any, PoseTracker] = {}
     bs = max(1, int(predictor.batch_size))
+    position = {s: i for i, s in enumerate(sources)} if part is not None else {}
+    if part is not None:
+        sources = [sources[i] for i in sorted(part)]
 
     def fail(src: Source, message: str) -> None:
         failed.add(src)
@@ -240,7 +248,8 @@ def run_predict(
 
     total = sum(s.kind == "image" for s in sources)
     start = time.perf_counter()
-    bar = tqdm(total=total, unit="img", desc="predict", dynamic_ncols=True, disable=None, leave=False)
+    bar = tqdm(total=total, unit="img", desc="predict", dynamic_ncols=True, disable=None if opts.progress else True,
+               leave=False)  # fmt: skip
     stream = predictor.iter_predict(_frames(sources, opts.max_frames), reader=_read, with_inputs=True)
     video: Source | None = None  # the video whose frames are arriving
     done_in_batch = 0
@@ -285,7 +294,7 @@ def run_predict(
                 continue
             if journal is not None:
                 try:
-                    journal.add(entries, image_id=iid, **extra)
+                    journal.add(entries, image_id=iid, **extra, **({"source": position[src]} if position else {}))
                 except OSError as e:
                     summary.fatal = f"{journal.path}: cannot write ({e.strerror or e})"
                     break
