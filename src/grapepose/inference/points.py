@@ -203,37 +203,56 @@ class ScaleReader:
         """Upsampled merged keypoint heatmap on the `(2r+1)^2` pixel windows around joints.
 
         Bilinear upsampling is separable, so each window is `Wy @ cells @ Wx^T` with the small patch
-        of grid cells it covers and per-axis interpolation weights.
+        of grid cells it covers and per-axis interpolation weights. The joints run along the last
+        axis (the layout of the fit), so every op is one pass vectorised over them.
 
         Args:
             center: `[B, N, K, 2]` long (x, y) pixels; joint k reads channel k.
             radius: window half-size r.
 
         Returns:
-            `[B, N, K, S, S]` (rows y, columns x), `S = 2r + 1`; positions outside the image read the
-            nearest border pixel (callers mask them).
+            `[S(y), S(x), J]`, `S = 2r + 1`, `J = B * N * K` in `center`'s order; positions outside
+            the image read the nearest border pixel (callers mask them).
         """
+        b, n, k = center.shape[:3]
         _, h, w = self.shape
         dev = center.device
-        offs = torch.arange(-radius, radius + 1, device=dev)
-        px = (center[..., 0, None] + offs).clamp(0, self.size[1] - 1)  # [B, N, K, S]
-        py = (center[..., 1, None] + offs).clamp(0, self.size[0] - 1)
+        c = center.reshape(-1, 2).T  # [2, J]
+        offs = torch.arange(-radius, radius + 1, device=dev)[:, None]
+        px = (c[0] + offs).clamp(0, self.size[1] - 1)  # [S, J]
+        py = (c[1] + offs).clamp(0, self.size[0] - 1)
         x0, _, y0, _, ax, ay = self._corners(px, py)
-        span = int(math.ceil(2 * radius / self.factor)) + 2
+        span = torch.arange(int(math.ceil(2 * radius / self.factor)) + 2, device=dev)
 
-        def weights(i0: torch.Tensor, a: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-            # bilinear weight of cell c at source position i0 + a: the hat max(0, 1 - |i0 + a - c|)
-            origin = i0[..., :1]
-            cells = origin + torch.arange(min(span, n), device=dev)  # [B, N, K, P]
-            src = (i0 - origin).float() + a  # relative to the patch origin
-            mix = (1 - (src[..., None] - (cells - origin)[..., None, :].float()).abs()).clamp_min_(0)
-            return mix, cells.clamp(max=n - 1)
+        def weights(i0: torch.Tensor, a: torch.Tensor, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
+            # bilinear weight of patch cell p at source position i0 + a: the hat max(0, 1 - |i0 + a - origin - p|)
+            origin = i0[:1]  # [1, J]
+            src = (i0 - origin).float() + a  # [S, J], relative to the patch origin
+            mix = (1 - (src[:, None] - span[None, :, None]).abs()).clamp_min_(0)  # [S, P, J]
+            return mix, (origin + span[:, None]).clamp_(max=cells - 1)  # [P, J]
 
         wx, cx = weights(x0, ax, w)
         wy, cy = weights(y0, ay, h)
-        channel = torch.arange(self.k, device=dev)[None, None, :, None, None]
-        patch = self.heat_cells(channel, cy[..., :, None], cx[..., None, :])  # [B, N, K, P, P]
-        return wy @ patch @ wx.transpose(-1, -2)
+        j = torch.arange(b * n * k, device=dev)
+        plane = torch.div(j, n * k, rounding_mode="floor") * (self.k + 1)  # [J] channel 0 of the joint's image
+        channel = j % k
+        patch = self._cell_patch(plane, channel, cy, cx)  # [P(y), P(x), J]
+        rows = (wy[:, :, None] * patch[None]).sum(1)  # [S(y), P(x), J]
+        return (rows[:, None] * wx[None]).sum(2)
+
+    def _cell_patch(self, plane: torch.Tensor, channel: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
+        """Merged heatmap cells `[P(y), P(x), J]` at rows `cy [P, J]` and columns `cx [P, J]` of each joint's channel."""
+        _, h, w = self.shape
+        y, x = cy[:, None], cx[None]
+
+        def take(maps: torch.Tensor, ch: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+            index = ((plane + ch) * h + y) * w + cols
+            return maps.reshape(-1).index_select(0, index.reshape(-1)).view(index.shape)
+
+        v = take(self.heat, channel, x)
+        if self.mirror is None or self.perm is None:
+            return v
+        return (v + take(self.mirror[0], self.perm[channel], (w - 1) - x)) / 2.0
 
     @property
     def has_visibility(self) -> bool:

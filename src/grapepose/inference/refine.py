@@ -26,20 +26,24 @@ Windows = Callable[[torch.Tensor, int], torch.Tensor]
 
 
 def map_windows(heatmaps: torch.Tensor) -> Windows:
-    """`windows(center, r)`: the `[B, N, K, 2r+1, 2r+1]` windows of `[B, K, H, W]` maps around `[B, N, K, 2]` pixels.
+    """`windows(center, r)`: the `[2r+1, 2r+1, J]` windows (rows y, columns x) of `[B, K, H, W]` maps
+    around `[B, N, K, 2]` pixels, joints `J = B * N * K` last.
 
     Positions outside the maps read the nearest border pixel (the fit masks them).
     """
     b, k, h, w = heatmaps.shape
-    flat = heatmaps.float().reshape(b, k * h * w)
+    flat = heatmaps.float().reshape(-1)
 
     def windows(center: torch.Tensor, radius: int) -> torch.Tensor:
-        offs = torch.arange(-radius, radius + 1, device=center.device)
-        px = (center[..., 0, None] + offs).clamp(0, w - 1)[..., None, :]  # [B, N, K, 1, S]
-        py = (center[..., 1, None] + offs).clamp(0, h - 1)[..., :, None]
-        channel = torch.arange(k, device=center.device)[None, None, :, None, None]
-        index = ((channel * h + py) * w + px).expand(-1, -1, -1, 2 * radius + 1, -1)
-        return flat.gather(1, index.reshape(b, -1)).view(index.shape)
+        n = center.shape[1]
+        c = center.reshape(-1, 2).T  # [2, J]
+        offs = torch.arange(-radius, radius + 1, device=center.device)[:, None]
+        px = (c[0] + offs).clamp(0, w - 1)[None]  # [1, S(x), J]
+        py = (c[1] + offs).clamp(0, h - 1)[:, None]  # [S(y), 1, J]
+        j = torch.arange(c.shape[1], device=center.device)
+        plane = torch.div(j, n * k, rounding_mode="floor") * k + j % k  # [J] the joint's map
+        index = (plane * h + py) * w + px
+        return flat.index_select(0, index.reshape(-1)).view(index.shape)
 
     return windows
 
@@ -112,20 +116,18 @@ def snap_to_peaks(coords: torch.Tensor, move: torch.Tensor, peaks: torch.Tensor,
 # (e = exp(-d^2 / 2s^2) along x and along y), the Jacobian columns (A, cx, cy, s) are, up to the
 # factors (1, A/s^2, A/s^2, A/s^3), the window products u_0 x u_0, u_1 x u_0, u_0 x u_1 and
 # u_2 x u_0 + u_0 x u_2. Every window sum is then a product of two 1-D sums: J^T J is bilinear in
-# the 6 per-axis Gram entries X_ab (x) and Y_ab (y), a fixed [36, 16] map of their outer product.
-_PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))
+# the per-axis Gram matrices X_ab = sum_x u_a u_b and Y_ab, a fixed [16, 81] map of their outer product.
 _BASIS = (((1.0, 0, 0),), ((1.0, 1, 0),), ((1.0, 0, 1),), ((1.0, 2, 0), (1.0, 0, 2)))  # (coef, a_x, a_y) terms
 
 
 def _jtj_map() -> torch.Tensor:
-    index = {pair: i for i, pair in enumerate(_PAIRS)}
-    out = torch.zeros(6, 6, 4, 4, dtype=torch.float64)
+    out = torch.zeros(4, 4, 3, 3, 3, 3, dtype=torch.float64)  # column p, column q, X_(ax, bx), Y_(ay, by)
     for p, col_p in enumerate(_BASIS):
         for q, col_q in enumerate(_BASIS):
             for cp, ax, ay in col_p:
                 for cq, bx, by in col_q:
-                    out[index[tuple(sorted((ax, bx)))], index[tuple(sorted((ay, by)))], p, q] += cp * cq
-    return out.reshape(36, 16)
+                    out[p, q, ax, bx, ay, by] += cp * cq
+    return out.reshape(16, 81)
 
 
 _JTJ = _jtj_map()
@@ -135,29 +137,28 @@ _ZMAP[0, 0] = _ZMAP[3, 1] = _ZMAP[1, 2] = _ZMAP[6, 3] = _ZMAP[2, 3] = 1.0
 
 
 @functools.lru_cache(maxsize=8)
-def _constants(device: str, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+def _constants(device: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed tensors of `_normal_equations` on a device (copied once, not per call: no sync)."""
-    pa, pb = torch.tensor([a for a, _ in _PAIRS]), torch.tensor([b for _, b in _PAIRS])
-    return _JTJ.T.contiguous().to(device, dtype), pa.to(device), pb.to(device), _ZMAP.T.contiguous().to(device, dtype)
+    return _JTJ.to(device, dtype), _ZMAP.T.contiguous().to(device, dtype)
 
 
 def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,
-                      consts: tuple[torch.Tensor, ...]) -> torch.Tensor:  # fmt: skip
+                      consts: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:  # fmt: skip
     """`[21, J]`: J^T J (16), J^T r (4) and |r|^2 (1) of the window residuals `g - z` at `params` `[4, J]`.
 
     Joints run along the last axis (many small problems: every op is one vectorised pass).
     `pos`/`mask`: `[2, S, J]` window pixel coordinates (x row, y row) and inside-the-map masks;
     `z`: `[S(y), S(x), J]` heatmap values (0 outside).
     """
-    jtj_map, pair_a, pair_b, zmap = consts
+    jtj_map, zmap = consts
     a, sd = params[0], params[3]  # [J]
     s2 = sd.square()
     d = pos - params[1:3, None, :]  # [2, S, J]
     e = torch.exp(d.square().mul_(-0.5 / s2)).mul_(mask)
     ed = e * d
     u = torch.stack([e, ed, ed * d], dim=1)  # [2, 3, S, J]
-    gram = (u[:, pair_a] * u[:, pair_b]).sum(2)  # [2, 6, J]
-    jtj = torch.mm(jtj_map, (gram[0, :, None] * gram[1, None, :]).view(36, -1))  # [16, J], unscaled
+    gram = (u[:, :, None] * u[:, None, :]).sum(3)  # [2, 3, 3, J]: X_ab and Y_ab
+    jtj = torch.mm(jtj_map, (gram[0].view(9, 1, -1) * gram[1].view(1, 9, -1)).view(81, -1))  # [16, J], unscaled
     ux, uy = u[0], u[1]  # [3, S, J]
     t = (z * ux[:, None]).sum(2)  # [3(a), S(y), J]: sum over x of u_a(x) z(y, x)
     zm = (t[:, None] * uy[None]).sum(2).view(9, -1)  # [9, J]: sum over y of that times u_b(y)
@@ -191,8 +192,9 @@ def fit_gaussians(
     converged, elsewhere it runs `iterations` steps without syncing (same result either way).
 
     Args:
-        windows: `windows(center, r)` giving the averaged heatmaps on the windows around `[B, N, K, 2]`
-            pixels (`map_windows`, `ScaleReader.heat_windows`), or the maps `[B, K, H, W]` themselves.
+        windows: `windows(center, r)` giving the averaged heatmaps `[2r+1, 2r+1, B * N * K]` on the
+            windows around `[B, N, K, 2]` pixels (`map_windows`, `ScaleReader.heat_windows`), or the
+            maps `[B, K, H, W]` themselves.
         coords: `[B, N, K, 2]` joints (x, y) in heatmap pixels.
         select: `[B, N, K]` bool, joints to refine.
         size: `(H, W)` of the maps (needed when `windows` is a function).
@@ -210,20 +212,21 @@ def fit_gaussians(
     h, w = size
     dev = coords.device
     pos = coords.float()
-    center = torch.stack([torch.trunc(pos[..., 0] + 0.5).clamp(0, w - 1), torch.trunc(pos[..., 1] + 0.5).clamp(0, h - 1)],
-                         -1).nan_to_num(0.0).long()  # [B, N, K, 2]  # fmt: skip
+    c = pos.reshape(-1, 2).T  # [2, J]
+    center = torch.stack([torch.trunc(c[0] + 0.5).clamp(0, w - 1), torch.trunc(c[1] + 0.5).clamp(0, h - 1)],
+                         0).nan_to_num(0.0).long()  # [2, J]  # fmt: skip
     r = torch.arange(-window, window + 1, device=dev)
-    win = center[..., None] + r  # [B, N, K, 2, S]
-    limit = torch.tensor([w, h], device=dev)[:, None]
+    win = center[:, None, :] + r[None, :, None]  # [2, S, J]
+    limit = torch.tensor([w, h], device=dev)[:, None, None]
     inside = (win >= 0) & (win < limit)
-    z = windows(center, window) * (inside[..., 1, :, None] & inside[..., 0, None, :])  # [B, N, K, S(y), S(x)]
-    s = 2 * window + 1
+    # the fit's layout: joints last, so each op is one pass over all of them
+    z_t = windows(center.T.reshape(b, n, k, 2), window)  # [S(y), S(x), J]
+    z_t = (z_t * (inside[1][:, None] & inside[0][None])).to(_FIT_DTYPE)
     dt = _FIT_DTYPE
-    z_t = z.to(dt).reshape(-1, s, s).permute(1, 2, 0).contiguous()  # [S(y), S(x), J]
-    wpos = win.to(dt).reshape(-1, 2, s).permute(1, 2, 0).contiguous()  # [2, S, J]
-    mask = inside.to(dt).reshape(-1, 2, s).permute(1, 2, 0).contiguous()
+    wpos = win.to(dt)  # [2, S, J]
+    mask = inside.to(dt)
     consts = _constants(str(dev), dt)
-    c0 = center.reshape(-1, 2).T.to(dt)
+    c0 = center.to(dt)
     params = torch.cat([z_t[window, window][None], c0, torch.full_like(c0[:1], sigma)], 0)  # [4, J]
     sel = select.reshape(-1)
     unselected = ~sel
@@ -235,17 +238,21 @@ def fit_gaussians(
         jtj = state[4:20].T.reshape(-1, 4, 4)
         system = jtj + torch.diag_embed((state[4:20:5].clamp_min(1e-12) * lam + 1e-12).T)  # LM damping
         step = torch.linalg.solve_ex(system, state[20:24].T)[0].T.neg().nan_to_num_(0.0, 0.0, 0.0)  # [4, J]
+        mag = step.abs()
+        small = (mag[1:] < _XTOL).all(0) & (mag[0] <= state[0].abs() * _XTOL + 1e-9)
+        # A converging step (below _XTOL) is taken without a cost check (it moves the fit by less
+        # than _XTOL), and a converged fit is frozen (as curve_fit stops there), so a joint's result
+        # never depends on which other joints share its batch or on when the loop stops.
+        take = small & ~converged
         new_params = state[:4] + step
+        converged = converged | small
+        if stop_early and bool(torch.all(converged | unselected)):  # no cost needed for the last step
+            state[:4] = torch.where(take, new_params, state[:4])
+            break
         new = torch.cat([new_params, _normal_equations(new_params, wpos, mask, z_t, consts)], 0)
-        # A converged fit is frozen (as curve_fit stops there), so a joint's result never depends on
-        # which other joints share its batch or on when the loop stops.
-        better = (new[24] < state[24]) & ~converged  # a NaN cost is never better
-        size_ok = step.abs()
-        converged |= (size_ok[1:] < _XTOL).all(0) & (size_ok[0] <= state[0].abs() * _XTOL + 1e-9)
+        better = (new[24] < state[24]) & ~converged | take  # a NaN cost is never better
         state = torch.where(better, new, state)
         lam = torch.where(better, lam / 10.0, lam * 10.0).clamp_(1e-9, 1e9)
-        if stop_early and bool(torch.all(converged | unselected)):
-            break
     params = state[:4].T
     ok = converged & sel & torch.isfinite(params).all(-1)
     fitted = params[:, 1:3].float()
