@@ -2,8 +2,11 @@
 
 Figures are reference-free medians (and minima, `best_ms`: on a shared machine the least disturbed
 run). `--compare-old` also times the decoder as it was before the
-fast rewrite (`grapepose.testing.reference_decode`, full-resolution maps), interleaved call by
-call with the fast one in the same run, so a shared or throttled machine slows both alike.
+fast rewrite (`grapepose.testing.reference_decode`, full-resolution maps) in the same run,
+alternating with the fast one in blocks of `--block` calls, so a shared or throttled machine slows
+both alike. The first call of each block is not timed: right after the other decoder (the old one
+sweeps ~100 MB of full-resolution maps) the caches hold its data, which would charge one
+decoder for the other's footprint. `--block 1` alternates call by call and times every call.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iters", dest="repeats", type=iters, default=10, metavar="N",
                    help="timed runs (default 10, after 2 warm-up runs)")
     opt.add_deprecated(p, "--repeats", "--iters", "repeats", type=iters)
+    p.add_argument("--block", type=opt.int_range(1), default=4, metavar="N",
+                   help="with --compare-old: calls of one decoder in a row, the first untimed (default 4; 1: call by call)")
     p.add_argument("--threads", type=opt.int_range(1), nargs="+",
                    help="CPU thread counts to measure (default: torch's current)")
     p.add_argument("--compare-old", action="store_true",
@@ -77,16 +82,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     fo = plant_outputs(people, size, flipped=True, flip_index=spec.flip_index)
                     kw = {"flipped": on_device(fo), "flip_index": spec.flip_index}
                 times: dict[str, list[float]] = {name: [] for name in decoders}
-                for i in range(args.repeats + 2):
-                    for name, fn in decoders.items():  # interleaved: both see the same machine state
-                        sync()
-                        t0 = time.perf_counter()
-                        res = fn(out, cfg, **kw)
-                        sync()
-                        if i >= 2:
-                            times[name].append((time.perf_counter() - t0) * 1000.0 / args.batch)
-                        if name == "ms_per_image":
-                            found[str(n)] = sum(len(r.scores) for r in res) // args.batch
+                block = args.block if len(decoders) > 1 else 1
+                warm = 1 if block > 1 else 0  # untimed calls at the start of each block
+                rounds = 2 + args.repeats if block == 1 else -(-args.repeats // (block - warm))
+                for i in range(rounds):
+                    for name, fn in decoders.items():  # alternating: both see the same machine state
+                        for j in range(block):
+                            sync()
+                            t0 = time.perf_counter()
+                            res = fn(out, cfg, **kw)
+                            sync()
+                            if (i >= 2 if block == 1 else j >= warm) and len(times[name]) < args.repeats:
+                                times[name].append((time.perf_counter() - t0) * 1000.0 / args.batch)
+                            if name == "ms_per_image":
+                                found[str(n)] = sum(len(r.scores) for r in res) // args.batch
                 for name in decoders:
                     figures[name][str(nt)][str(n)] = round(statistics.median(times[name]), 2)
                     best[name][str(nt)][str(n)] = round(min(times[name]), 2)

@@ -221,24 +221,22 @@ class ScaleReader:
         offs = torch.arange(-radius, radius + 1, device=dev)[:, None]
         px = (c[0] + offs).clamp(0, self.size[1] - 1)  # [S, J]
         py = (c[1] + offs).clamp(0, self.size[0] - 1)
-        x0, _, y0, _, ax, ay = self._corners(px, py)
-        span = torch.arange(int(math.ceil(2 * radius / self.factor)) + 2, device=dev)
-
-        def weights(i0: torch.Tensor, a: torch.Tensor, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
-            # bilinear weight of patch cell p at source position i0 + a: the hat max(0, 1 - |i0 + a - origin - p|)
-            origin = i0[:1]  # [1, J]
-            src = (i0 - origin).float() + a  # [S, J], relative to the patch origin
-            mix = (1 - (src[:, None] - span[None, :, None]).abs()).clamp_min_(0)  # [S, P, J]
-            return mix, (origin + span[:, None]).clamp_(max=cells - 1)  # [P, J]
-
-        wx, cx = weights(x0, ax, w)
-        wy, cy = weights(y0, ay, h)
+        x0, x1, y0, y1, ax, ay = self._corners(px, py)  # [S, J]
+        span = torch.arange(int(math.ceil(2 * radius / self.factor)) + 2, device=dev)  # the patch's cells
+        ox, oy = x0[:1], y0[:1]  # [1, J] patch origin
         j = torch.arange(b * n * k, device=dev)
         plane = torch.div(j, n * k, rounding_mode="floor") * (self.k + 1)  # [J] channel 0 of the joint's image
-        channel = j % k
-        patch = self._cell_patch(plane, channel, cy, cx)  # [P(y), P(x), J]
-        rows = (wy[:, :, None] * patch[None]).sum(1)  # [S(y), P(x), J]
-        return (rows[:, None] * wx[None]).sum(2)
+        patch = self._cell_patch(plane, j % k, (oy + span[:, None]).clamp_(max=h - 1),
+                                 (ox + span[:, None]).clamp_(max=w - 1))  # [P(y), P(x), J]  # fmt: skip
+        # separable bilinear mix: first the window rows from the patch rows, then the columns
+        p = patch.shape[1]
+        ry0, ry1 = (y0 - oy)[:, None].expand(-1, p, -1), (y1 - oy)[:, None].expand(-1, p, -1)  # [S(y), P, J]
+        top = patch.gather(0, ry0)
+        rows = top + (patch.gather(0, ry1) - top) * ay[:, None]  # [S(y), P(x), J]
+        s = x0.shape[0]
+        cx0, cx1 = (x0 - ox)[None].expand(s, -1, -1), (x1 - ox)[None].expand(s, -1, -1)  # [S(y), S(x), J]
+        left = rows.gather(1, cx0)
+        return left + (rows.gather(1, cx1) - left) * ax[None]
 
     def _cell_patch(self, plane: torch.Tensor, channel: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
         """Merged heatmap cells `[P(y), P(x), J]` at rows `cy [P, J]` and columns `cx [P, J]` of each joint's channel."""

@@ -222,6 +222,7 @@ def fit_gaussians(
     # the fit's layout: joints last, so each op is one pass over all of them
     z_t = windows(center.T.reshape(b, n, k, 2), window)  # [S(y), S(x), J]
     z_t = (z_t * (inside[1][:, None] & inside[0][None])).to(_FIT_DTYPE)
+
     dt = _FIT_DTYPE
     wpos = win.to(dt)  # [2, S, J]
     mask = inside.to(dt)
