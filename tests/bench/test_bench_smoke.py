@@ -28,3 +28,18 @@ def test_bench_prints_one_json_line(topic, capsys, shared_data):
     assert len(lines) == 1
     figures = json.loads(lines[0])
     assert figures["bench"] == topic and figures[RATE[topic]]
+
+
+@pytest.mark.parametrize("block", ["1", "3"])
+def test_bench_decode_compares_with_the_old_decoder(block, capsys, monkeypatch):
+    import grapepose.testing.reference_decode as old
+
+    calls = []
+    real = old.reference_decode
+    monkeypatch.setattr(old, "reference_decode", lambda *a, **k: calls.append(1) or real(*a, **k))
+    args = ["bench", "decode", "--people", "2", "--grid", "32", "--iters", "5", "--compare-old", "--block", block]
+    assert main(args) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["old_ms_per_image"]["2"] > 0 and figures["speedup"]["2"] > 0
+    # call by call: 2 warm-up rounds + 5 timed; blocks of 3: 2 timed per block (one untimed), 3 blocks
+    assert len(calls) == (7 if block == "1" else 9)
