@@ -134,12 +134,12 @@ def _resampling(count: int, g: int, factor: float, valid: int, cells: int, devic
 def _node_map(readers: Sequence[ScaleReader], g: int, nodes: tuple[int, int]) -> torch.Tensor:
     """`[B, K, Ly+1, Lx+1]` summed upsampled keypoint heatmaps at the lattice points.
 
-    A positive multiple of the averaged maps (the flip mean and the scale mean are left out): only
+    A positive multiple of the averaged maps (the mean over scales is left out): only
     its order is used.
     """
     total = None
     for rd in readers:
-        maps = rd.keypoint_maps(halve=len(readers) > 1)
+        maps = rd.keypoint_maps()
         for dim, count, valid in ((2, nodes[0], rd.valid[0]), (3, nodes[1], rd.valid[1])):
             how = _resampling(count, g, rd.factor, valid, maps.shape[dim], str(maps.device))
             if how[0] == "narrow":

@@ -1,11 +1,12 @@
-"""One test scale's outputs read at given cells and pixels, without building merged or upsampled maps.
+"""One test scale's outputs read at given cells and pixels, without building upsampled maps.
 
 Decoding reads the flip-merged maps at a few thousand places (centre cells, proposal joints,
 fitting windows, peak candidates) and the upsampled maps at pixels. Both are linear in the grid
-values, so `ScaleReader` computes them where they are read: a flip-merged value is the mean of the
-plain output at a cell and of the mirrored output at the mirrored cell with left/right channels
-swapped (`maps.merge_flip`), and an upsampled value is the bilinear mix of four merged cells
-(`maps.upsample_maps`: cell i lands on pixel `factor * i`, replicated after the last valid cell).
+values, so `ScaleReader` computes them where they are read: a flip-merged offset or visibility is
+the mean of the plain output at a cell and of the mirrored output at the mirrored cell with
+left/right channels swapped (`maps.merge_flip`), and an upsampled value is the bilinear mix of
+four merged cells (`maps.upsample_maps`: cell i lands on pixel `factor * i`, replicated after the
+last valid cell). Only the heatmaps are merged densely, once: they are also read densely.
 """
 
 from __future__ import annotations
@@ -83,10 +84,13 @@ class ScaleReader:
                 got = "no flip_index" if flip_index is None else f"flip_index has {len(flip_index)} entries"
                 raise ValueError(f"{got} but the outputs have {self.k} keypoints")
             heat_f, off_f, vis_f = mirrored
-            self.mirror = (heat_f.float(), off_f.float(), None if vis_f is None or self.vis is None else vis_f.float())
+            self.perm = _channel_permutation(tuple(int(i) for i in flip_index), str(self.heat.device))
+            # Heatmaps are read densely (centres, the snapping lattice) and at many points: merged
+            # once here; offsets and visibility are merged where they are read.
+            self.heat = (self.heat + torch.flip(heat_f.float().index_select(1, self.perm), dims=[3])).mul_(0.5)
+            self.mirror = (None, off_f.float(), None if vis_f is None or self.vis is None else vis_f.float())
             if self.mirror[2] is None:
                 self.vis = None
-            self.perm = _channel_permutation(tuple(int(i) for i in flip_index), str(self.heat.device))
 
     @classmethod
     def from_output(
@@ -106,18 +110,11 @@ class ScaleReader:
     # ------------------------------------------------------------------ dense maps (grid resolution)
     def center_map(self) -> torch.Tensor:
         """`[B, h, w]` merged centre heatmap."""
-        c = self.heat[:, self.k]
-        if self.mirror is None:
-            return c
-        return (c + torch.flip(self.mirror[0][:, self.k], dims=[2])) / 2.0
+        return self.heat[:, self.k]
 
-    def keypoint_maps(self, halve: bool = True) -> torch.Tensor:
-        """`[B, K, h, w]` merged keypoint heatmaps (`halve=False`: twice that, one op less)."""
-        heat = self.heat[:, : self.k]
-        if self.mirror is None or self.perm is None:
-            return heat
-        total = heat + torch.flip(self.mirror[0].index_select(1, self.perm[: self.k]), dims=[3])
-        return total.mul_(0.5) if halve else total
+    def keypoint_maps(self) -> torch.Tensor:
+        """`[B, K, h, w]` merged keypoint heatmaps."""
+        return self.heat[:, : self.k]
 
     # ------------------------------------------------------------------ values at cells
     def _merged(self, plain: torch.Tensor, mirror: torch.Tensor | None, channel: torch.Tensor, y: torch.Tensor,
@@ -132,7 +129,7 @@ class ScaleReader:
 
     def heat_cells(self, channel: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Merged heatmap values at cells (long tensors broadcast to `[B, ...]`)."""
-        return self._merged(self.heat, None if self.mirror is None else self.mirror[0], channel, y, x)
+        return _gather(self.heat, channel, y, x)
 
     def vis_cells(self, channel: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Merged visibility probabilities at cells."""
@@ -241,16 +238,8 @@ class ScaleReader:
     def _cell_patch(self, plane: torch.Tensor, channel: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor) -> torch.Tensor:
         """Merged heatmap cells `[P(y), P(x), J]` at rows `cy [P, J]` and columns `cx [P, J]` of each joint's channel."""
         _, h, w = self.shape
-        y, x = cy[:, None], cx[None]
-
-        def take(maps: torch.Tensor, ch: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-            index = ((plane + ch) * h + y) * w + cols
-            return maps.reshape(-1).index_select(0, index.reshape(-1)).view(index.shape)
-
-        v = take(self.heat, channel, x)
-        if self.mirror is None or self.perm is None:
-            return v
-        return (v + take(self.mirror[0], self.perm[channel], (w - 1) - x)) / 2.0
+        index = ((plane + channel) * h + cy[:, None]) * w + cx[None]
+        return self.heat.reshape(-1).index_select(0, index.reshape(-1)).view(index.shape)
 
     @property
     def has_visibility(self) -> bool:
