@@ -1,6 +1,7 @@
 """`generate_dataset` / `grapepose synth`: COCO validity, evaluation round trip, determinism, errors."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -119,3 +120,26 @@ def test_cli_out_is_a_file(tmp_path, capsys):
     f.write_text("x")
     assert main(["synth", "--num-images", "1", "--size", "64", "--out", str(f), "--no-progress"]) == 2
     assert capsys.readouterr().err.strip() == f"grapepose synth: error: {f}: is a file; give a folder"
+
+
+def test_folders_of_killed_runs_are_removed_and_running_ones_kept(tmp_path, caplog):
+    import subprocess
+    import sys
+
+    from grapepose.utils.process import this_host
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs
+    out = tmp_path / "synth"
+    host = this_host()
+    dead = tmp_path / f".synth.synth-{host}-{gone.pid}-abc123"
+    running = tmp_path / f".synth.synth-{host}-{os.getpid()}-def456"
+    elsewhere = tmp_path / f".synth.synth-other-host-{gone.pid}-ghi789"  # cannot be checked from here
+    other = tmp_path / f".other.synth-{host}-{gone.pid}-jkl012"  # another dataset's build
+    for d in (dead, running, elsewhere, other):
+        (d / "images").mkdir(parents=True)
+    with caplog.at_level("WARNING", logger="grapepose.synth.coco"):
+        generate_dataset(out, "sparse", 1, size=64, seed=0, progress=False)
+    assert not dead.exists() and running.exists() and elsewhere.exists() and other.exists()
+    assert f"removed {dead}, the unfinished folder of an interrupted run (process {gone.pid})" in caplog.text
+    assert (out / "annotations.json").is_file()

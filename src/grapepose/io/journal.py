@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from grapepose.errors import GrapeposeError
 from grapepose.io.files import atomic_write_json
+from grapepose.utils.process import process_alive
 
 __all__ = ["OutputFolder", "OutputError", "read_journal", "read_journal_lines", "part_name", "LOCK_NAME",
            "JOURNAL_NAME", "RESULTS_NAME", "PART_GLOB"]  # fmt: skip
@@ -38,18 +39,6 @@ def part_name(rank: int) -> str:
 
 class OutputError(GrapeposeError):
     """An output could not be written, or the folder is taken: one line naming the path."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: it exists
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def read_journal_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -102,7 +91,7 @@ class OutputFolder:
                 except (OSError, ValueError):
                     pid, host = -1, ""
                 where = "" if host == socket.gethostname() else f" on {host}"
-                if pid > 0 and (where or _alive(pid)):
+                if pid > 0 and (where or process_alive(pid)):
                     raise OutputError(
                         f"{self.out_dir}: another grapepose predict (pid {pid}{where}) is writing into this folder; "
                         "wait for it or choose another --out "

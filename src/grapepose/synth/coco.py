@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import logging
 import multiprocessing
 import os
@@ -21,6 +22,7 @@ from grapepose.io.files import atomic_write_bytes, atomic_write_json
 from grapepose.keypoints import KeypointSpec, keypoint_spec
 from grapepose.synth.scene import Scene, SynthPerson, check_params, check_seed, compose_scene
 from grapepose.synth.skeleton import spec_to_joints
+from grapepose.utils.process import process_alive, this_host
 
 __all__ = ["categories", "crowd_index", "crowd_level", "scene_rng", "generate_dataset"]
 
@@ -148,7 +150,8 @@ def generate_dataset(
         raise GrapeposeError(f"{out}: output folder is not empty; choose a new one or overwrite it")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-", dir=out.parent))
+        _remove_unfinished(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-{this_host()}-{os.getpid()}-", dir=out.parent))
     except OSError as e:
         raise GrapeposeError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
     try:
@@ -159,6 +162,22 @@ def generate_dataset(
         shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; otherwise the unfinished dataset
     log.info("wrote %d images, %d people to %s", summary["images"], summary["people"], summary["annotations"])
     return summary
+
+
+def _remove_unfinished(out: Path) -> None:
+    """Delete the hidden build folders of `out` left by runs that were killed (SIGKILL, power loss).
+
+    A build folder is named after its machine and process; one whose process is gone is never
+    going to be finished. Folders of running builds, and the `.old-` folder holding a previous
+    dataset during the final rename, are left alone.
+    """
+    prefix = f".{out.name}.synth-"
+    for path in out.parent.glob(f"{glob.escape(prefix)}*"):
+        host, _, rest = path.name[len(prefix) :].rpartition("-")[0].rpartition("-")
+        if not (path.is_dir() and host and rest.isdigit()) or process_alive(int(rest), host):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        log.warning("removed %s, the unfinished folder of an interrupted run (process %s)", path, rest)
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:
