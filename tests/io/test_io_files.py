@@ -24,3 +24,19 @@ def test_failed_write_leaves_previous_file(tmp_path):
             raise RuntimeError("crash mid-write")
     assert json.loads(out.read_text()) == {"done": True}
     assert os.listdir(tmp_path) == ["r.json"]
+
+
+def test_a_failed_write_names_the_requested_file_not_the_temporary_one(tmp_path):
+    import errno
+
+    target = tmp_path / "out" / "results.json"
+    with pytest.raises(OSError) as info:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp))  # as a writer would
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert str(info.value) == f"[Errno 28] No space left on device: '{target}'"
+    assert os.listdir(target.parent) == []  # the temporary file is gone, nothing was renamed
+    with pytest.raises(ValueError, match="other"):  # other errors pass unchanged
+        with atomic_path(target):
+            raise ValueError("other")

@@ -134,7 +134,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` if the block succeeds.
 
     The temporary file keeps `path`'s suffix so writers that pick a format by extension
-    (OpenCV, safetensors) behave the same.
+    (OpenCV, safetensors) behave the same. An `OSError` about the temporary file is raised as one
+    about `path`.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +146,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
         os.replace(tmp_path, target)
+    except OSError as e:
+        if e.filename is not None and os.fspath(e.filename) == os.fspath(tmp_path):
+            # the user asked for `target`: a message naming the temporary file would only puzzle
+            raise type(e)(e.errno, e.strerror, os.fspath(target)) from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
