@@ -37,6 +37,7 @@ FAULTS = {
     "missing_keypoints": (lambda d: _ann(d).pop("keypoints"), f"annotation {A}: 'keypoints' is missing, expected 42 numbers"),
     "string_keypoints": (lambda d: _ann(d).__setitem__("keypoints", "12 3"), f"annotation {A}: 'keypoints' is a str, expected 42 numbers"),
     "string_value": (lambda d: _ann(d)["keypoints"].__setitem__(3, "208"), f"annotation {A}: keypoints are not all numbers"),
+    "boolean_value": (lambda d: _ann(d)["keypoints"].__setitem__(5, True), f"annotation {A}: keypoints are not all numbers"),
     "nan_area": (lambda d: _ann(d).__setitem__("area", math.nan), f"annotation {A}: area must be a finite number >= 0, got nan"),
     "string_area": (lambda d: _ann(d).__setitem__("area", "big"), f"annotation {A}: area must be a finite number >= 0, got 'big'"),
     "negative_bbox": (lambda d: _ann(d)["bbox"].__setitem__(2, -5), f"annotation {A}: bbox width and height must be >= 0, got [106.01, 13.43, -5, 352.42]"),

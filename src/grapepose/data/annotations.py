@@ -190,7 +190,8 @@ def _check_keypoint_values(anns: list[dict[str, Any]], k: int, where: str) -> No
         kp = np.asarray([a["keypoints"] for a in anns])  # without dtype=: "3" or None make it non-numeric
     except ValueError:  # a nested list among the values
         kp = np.zeros(0, dtype=object)
-    if kp.dtype.kind not in "iufb":
+    # NumPy turns true/false into 1/0 among numbers, so booleans are looked for one by one
+    if kp.dtype.kind not in "iuf" or any(v is True or v is False for a in anns for v in a["keypoints"]):
         for a in anns:
             if not all(_is_number(v) for v in a["keypoints"]):
                 raise DataError(f"{where}: annotation {a['id']}: keypoints are not all numbers")
