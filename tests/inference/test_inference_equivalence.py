@@ -228,3 +228,23 @@ def test_reader_values_equal_the_upsampled_merged_maps():
     idx = torch.randint(0, 48 * 64, (1, 9), generator=g)
     want = merged.poses.flatten(3)[0][..., idx[0]].permute(2, 0, 1)[None]
     torch.testing.assert_close(reader.poses_at(idx), want, atol=1e-5, rtol=0)
+
+
+def test_copies_in_one_batch_decode_identically(tiny_checkpoint, shared_data):
+    """Every image of a batch gets the same arithmetic: copies of one image give identical poses.
+
+    On a random network some Gaussian fits are chaotic, so a last-bit difference (a vectorised
+    kernel treating the last elements of a tensor apart) would show as pixels here.
+    """
+    model = load_model(tiny_checkpoint).eval()
+    image = read_image(shared_data / "demo" / "crowd_01.jpg")
+    outs, flips, size = _network_outputs(model, image, (1.0,))
+
+    def copies(o, n):
+        return type(o)(*(None if t is None else t[:1].expand(n, *t.shape[1:]).contiguous() for t in o))
+
+    for n in (3, 4, 5):
+        res = decode(copies(outs[0], n), Cfg(), flipped=copies(flips[0], n), flip_index=SPEC.flip_index, input_size=size)
+        assert len(res[0].scores) > 0
+        for r in res[1:]:
+            assert torch.equal(r.keypoints, res[0].keypoints) and torch.equal(r.scores, res[0].scores)

@@ -64,11 +64,14 @@ def test_concurrent_requests_share_one_forward_pass(make_client, estimator, phot
     assert [r.status_code for r in answers] == [200] * 4
     assert counter.calls == 1  # four requests, one forward pass (the batch filled before the 5 s wait)
     # The oracle is the same batch through the API (batched and lone passes may differ at near-ties).
-    batched = estimator.predict([photo] * 4)
-    for r, poses in zip(answers, batched):
-        kept = poses[poses.scores >= 0.1]
-        got = np.array([p["keypoints"] for p in r.json()["people"]]).reshape(kept.keypoints.shape)
-        np.testing.assert_allclose(got, kept.keypoints, atol=0.05)  # JSON rounds to 0.01 px; fits amplify last bits
+    # Which request took which batch slot is up to the scheduler, and on a random network a chaotic
+    # Gaussian fit may turn a last-bit difference between slots into pixels: each answer must be
+    # one of the batch's results.
+    batched = [poses[poses.scores >= 0.1].keypoints for poses in estimator.predict([photo] * 4)]
+    for r in answers:
+        got = np.array([p["keypoints"] for p in r.json()["people"]])
+        close = [k for k in batched if got.size == k.size and np.abs(got.reshape(k.shape) - k).max() <= 0.05]
+        assert close, "an answer matches none of the batch's results"  # JSON rounds to 0.01 px
     assert len(alone) == len(answers[0].json()["people"])
     service = client.app.state.service
     assert service.batcher.batches == 2 and service.batcher.images == 5

@@ -9,10 +9,10 @@ the values from the grid maps), so no input-resolution map is built.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from grapepose.inference.centers import local_maxima
 
@@ -20,6 +20,7 @@ __all__ = ["heatmap_peaks", "rank_peaks", "snap_to_peaks", "fit_gaussians", "map
 
 _LM_LAMBDA0 = 0.1  # initial damping; from sigma 2 on the x4 upsampled maps this converges in ~5 steps
 _FIT_DTYPE = torch.float32
+_JOINT_BLOCK = 32  # the fit pads the joints to a multiple of this (two AVX-512 vectors)
 _XTOL = 1e-3  # px (and relative for the amplitude): a step this small means converged
 
 Windows = Callable[[torch.Tensor, int], torch.Tensor]
@@ -114,58 +115,62 @@ def snap_to_peaks(coords: torch.Tensor, move: torch.Tensor, peaks: torch.Tensor,
 
 # J^T J of the Gaussian in the separable basis: with per-axis moments u_0 = e, u_1 = e d, u_2 = e d^2
 # (e = exp(-d^2 / 2s^2) along x and along y), the Jacobian columns (A, cx, cy, s) are, up to the
-# factors (1, A/s^2, A/s^2, A/s^3), the window products u_0 x u_0, u_1 x u_0, u_0 x u_1 and
-# u_2 x u_0 + u_0 x u_2. Every window sum is then a product of two 1-D sums: J^T J is bilinear in
-# the per-axis Gram matrices X_ab = sum_x u_a u_b and Y_ab, a fixed [16, 81] map of their outer product.
-_BASIS = (((1.0, 0, 0),), ((1.0, 1, 0),), ((1.0, 0, 1),), ((1.0, 2, 0), (1.0, 0, 2)))  # (coef, a_x, a_y) terms
+# factors (1, A/s^2, A/s^2, A/s^3), the window products b_0 = u_0 x u_0, b_1 = u_1 x u_0,
+# b_2 = u_0 x u_1 and b_3 = u_2 x u_0 + u_0 x u_2. Every window sum is then a product of two 1-D
+# sums: with X_m = sum_x e^2 d^m and Y_m along y (m = 0..4), <b_p, b_q> is a short sum of X_i Y_j.
+# Written out elementwise (no matrix product over the joints), each joint's arithmetic is the same
+# whatever its batch-mates: a GEMM may round the columns of its last block differently.
+_GRAM = {  # (p, q): [(coef, i, j)] with <b_p, b_q> = sum coef X_i Y_j
+    (0, 0): [(1, 0, 0)], (0, 1): [(1, 1, 0)], (0, 2): [(1, 0, 1)], (0, 3): [(1, 2, 0), (1, 0, 2)],
+    (1, 1): [(1, 2, 0)], (1, 2): [(1, 1, 1)], (1, 3): [(1, 3, 0), (1, 1, 2)],
+    (2, 2): [(1, 0, 2)], (2, 3): [(1, 2, 1), (1, 0, 3)],
+    (3, 3): [(1, 4, 0), (2, 2, 2), (1, 0, 4)],
+}  # fmt: skip
 
 
-def _jtj_map() -> torch.Tensor:
-    out = torch.zeros(4, 4, 3, 3, 3, 3, dtype=torch.float64)  # column p, column q, X_(ax, bx), Y_(ay, by)
-    for p, col_p in enumerate(_BASIS):
-        for q, col_q in enumerate(_BASIS):
-            for cp, ax, ay in col_p:
-                for cq, bx, by in col_q:
-                    out[p, q, ax, bx, ay, by] += cp * cq
-    return out.reshape(16, 81)
-
-
-_JTJ = _jtj_map()
-# u_a(x) z u_b(y) (flattened 3a + b) -> the 4 columns: b_00, b_10, b_01 and b_20 + b_02
-_ZMAP = torch.zeros(9, 4)
-_ZMAP[0, 0] = _ZMAP[3, 1] = _ZMAP[1, 2] = _ZMAP[6, 3] = _ZMAP[2, 3] = 1.0
-
-
-@functools.lru_cache(maxsize=8)
-def _constants(device: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fixed tensors of `_normal_equations` on a device (copied once, not per call: no sync)."""
-    return _JTJ.to(device, dtype), _ZMAP.T.contiguous().to(device, dtype)
-
-
-def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,
-                      consts: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:  # fmt: skip
+def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """`[21, J]`: J^T J (16), J^T r (4) and |r|^2 (1) of the window residuals `g - z` at `params` `[4, J]`.
 
     Joints run along the last axis (many small problems: every op is one vectorised pass).
     `pos`/`mask`: `[2, S, J]` window pixel coordinates (x row, y row) and inside-the-map masks;
     `z`: `[S(y), S(x), J]` heatmap values (0 outside).
     """
-    jtj_map, zmap = consts
     a, sd = params[0], params[3]  # [J]
     s2 = sd.square()
     d = pos - params[1:3, None, :]  # [2, S, J]
     e = torch.exp(d.square().mul_(-0.5 / s2)).mul_(mask)
     ed = e * d
-    u = torch.stack([e, ed, ed * d], dim=1)  # [2, 3, S, J]
-    gram = (u[:, :, None] * u[:, None, :]).sum(3)  # [2, 3, 3, J]: X_ab and Y_ab
-    jtj = torch.mm(jtj_map, (gram[0].view(9, 1, -1) * gram[1].view(1, 9, -1)).view(81, -1))  # [16, J], unscaled
-    ux, uy = u[0], u[1]  # [3, S, J]
-    t = (z * ux[:, None]).sum(2)  # [3(a), S(y), J]: sum over x of u_a(x) z(y, x)
-    zm = (t[:, None] * uy[None]).sum(2).view(9, -1)  # [9, J]: sum over y of that times u_b(y)
+    e2 = e * e
+    e2d = e2 * d
+    e2d2 = e2d * d
+    e2d3 = e2d2 * d
+    moments = torch.stack([e2, e2d, e2d2, e2d3, e2d3 * d], dim=1).sum(2)  # [2, 5, J]: X_m and Y_m
+    xy = moments[0][:, None] * moments[1][None]  # [5, 5, J]: X_i Y_j
+    gram: dict[tuple[int, int], torch.Tensor] = {}
+    for (p, q), terms in _GRAM.items():
+        total = None
+        for coef, i, j in terms:
+            term = xy[i, j] * coef if coef != 1 else xy[i, j]
+            total = term if total is None else total + term
+        assert total is not None
+        gram[p, q] = gram[q, p] = total
     ratio = a / s2
-    scale = torch.stack([torch.ones_like(a), ratio, ratio, ratio / sd])  # [4, J]
-    jtj = jtj * (scale[:, None] * scale[None]).view(16, -1)
-    jtr = a * jtj[0::4] - scale * torch.mm(zmap, zm)  # the model is A b_00, column 0 is b_00
+    scale = [None, ratio, ratio, ratio / sd]  # column factors (column 0: 1)
+    rows = []
+    for p in range(4):
+        for q in range(4):
+            v = gram[p, q]
+            for f in (scale[p], scale[q]):
+                if f is not None:
+                    v = v * f
+            rows.append(v)
+    jtj = torch.stack(rows)  # [16, J]
+    ux, uy = torch.stack([e[0], ed[0], ed[0] * d[0]]), torch.stack([e[1], ed[1], ed[1] * d[1]])  # [3, S, J]
+    t = (z * ux[:, None]).sum(2)  # [3(a), S(y), J]: sum over x of u_a(x) z(y, x)
+    zb = (t * uy[0]).sum(1)  # [3, J]: z-moments with u_a(x) and u_0(y)
+    z01, z02 = (t[0] * uy[1]).sum(0), (t[0] * uy[2]).sum(0)  # with u_0(x) and u_1(y), u_2(y)
+    proj = torch.stack([zb[0], zb[1] * ratio, z01 * ratio, (zb[2] + z02) * scale[3]])  # <b_p, z> scaled
+    jtr = a * jtj[0::4] - proj  # the model is A b_0, column 0 is b_0
     # the cost straight from the residuals: the moment form a^2 X00 Y00 - 2 a zm00 + |z|^2 cancels
     cost = ((a * uy[0])[:, None] * ux[0][None] - z).square().sum((0, 1))
     return torch.cat([jtj, jtr, cost[None]], 0)
@@ -226,12 +231,20 @@ def fit_gaussians(
     dt = _FIT_DTYPE
     wpos = win.to(dt)  # [2, S, J]
     mask = inside.to(dt)
-    consts = _constants(str(dev), dt)
     c0 = center.to(dt)
     params = torch.cat([z_t[window, window][None], c0, torch.full_like(c0[:1], sigma)], 0)  # [4, J]
     sel = select.reshape(-1)
+    # Vectorised kernels handle the last elements of a tensor apart (a scalar `exp`, another LU
+    # batch): idle joints pad J to whole blocks, so every real joint gets the same arithmetic
+    # wherever it sits in the batch.
+    j_real = sel.shape[0]
+    pad = -j_real % _JOINT_BLOCK
+    if pad:
+        z_t, wpos, mask = (F.pad(x, (0, pad)) for x in (z_t, wpos, mask))
+        params = F.pad(params, (0, pad), value=1.0)  # amplitude, centre and sigma of an idle fit
+        sel = F.pad(sel, (0, pad))
     unselected = ~sel
-    state = torch.cat([params, _normal_equations(params, wpos, mask, z_t, consts)], 0)  # [25, J]
+    state = torch.cat([params, _normal_equations(params, wpos, mask, z_t)], 0)  # [25, J]
     lam = torch.full_like(params[0], _LM_LAMBDA0)
     converged = torch.zeros_like(sel)
     stop_early = dev.type == "cpu"  # a host check is free there
@@ -250,12 +263,12 @@ def fit_gaussians(
         if stop_early and bool(torch.all(converged | unselected)):  # no cost needed for the last step
             state[:4] = torch.where(take, new_params, state[:4])
             break
-        new = torch.cat([new_params, _normal_equations(new_params, wpos, mask, z_t, consts)], 0)
+        new = torch.cat([new_params, _normal_equations(new_params, wpos, mask, z_t)], 0)
         better = (new[24] < state[24]) & ~converged | take  # a NaN cost is never better
         state = torch.where(better, new, state)
         lam = torch.where(better, lam / 10.0, lam * 10.0).clamp_(1e-9, 1e9)
-    params = state[:4].T
-    ok = converged & sel & torch.isfinite(params).all(-1)
+    params = state[:4, :j_real].T
+    ok = converged[:j_real] & sel[:j_real] & torch.isfinite(params).all(-1)
     fitted = params[:, 1:3].float()
     out = torch.where(ok[:, None], fitted, pos.reshape(-1, 2))
     return out.view(b, n, k, 2).to(coords.dtype)
