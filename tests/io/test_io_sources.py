@@ -86,6 +86,32 @@ def test_video_writer_round_trip_and_atomicity(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
 
 
+def test_video_writer_notices_frames_the_encoder_did_not_store(tmp_path):
+    """OpenCV reports no write error (a full disk, a quota): the file is read back on close."""
+
+    class Lossy:  # the encoder in front of a full disk: frames after the third never reach the file
+        def __init__(self, real):
+            self.real, self.seen = real, 0
+
+        def write(self, frame):
+            self.seen += 1
+            if self.seen <= 3:
+                self.real.write(frame)
+
+        def release(self):
+            self.real.release()
+
+    path = tmp_path / "full.mp4"
+    writer = VideoWriter(path, 10, (64, 48))
+    writer._writer = Lossy(writer._writer)
+    for i in range(10):
+        writer.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    with pytest.raises(OSError) as info:
+        writer.close()
+    assert str(info.value) == f"[Errno 5] the video encoder stored 3 of 10 frames (disk full?): '{path}'"
+    assert list(tmp_path.iterdir()) == []  # neither the truncated video nor its temporary file
+
+
 def test_write_image(tmp_path):
     img = np.zeros((20, 30, 3), np.uint8)
     img[..., 0] = 255

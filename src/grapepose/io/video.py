@@ -7,6 +7,7 @@ video behind.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -101,6 +102,15 @@ class VideoReader:
         self.close()
 
 
+def _frames_in(path: Path) -> int:
+    """Frames a video file's container says it holds (0 when it cannot be opened)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
+
+
 class VideoWriter(AbstractContextManager["VideoWriter"]):
     """Encode RGB frames to an mp4 file atomically.
 
@@ -117,7 +127,7 @@ class VideoWriter(AbstractContextManager["VideoWriter"]):
         self.path = Path(path)
         self.size = (int(size[0]), int(size[1]))
         self._cm = atomic_path(self.path)
-        tmp = self._cm.__enter__()
+        tmp = self._tmp = self._cm.__enter__()
         self._writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), self.size)
         if not self._writer.isOpened():
             self._writer.release()
@@ -141,8 +151,14 @@ class VideoWriter(AbstractContextManager["VideoWriter"]):
         self._writer.release()
         if discard:
             self._cm.__exit__(GrapeposeError, GrapeposeError("discarded"), None)
-        else:
-            self._cm.__exit__(None, None, None)
+            return
+        # OpenCV's writer reports no write error (a full disk, a quota): read the file back
+        written = _frames_in(self._tmp)
+        if self.frames and written < self.frames - 1:  # containers may count one frame less
+            self._cm.__exit__(OSError, None, None)
+            raise OSError(errno.EIO, f"the video encoder stored {written} of {self.frames} frames (disk full?)",
+                          str(self.path))  # fmt: skip
+        self._cm.__exit__(None, None, None)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
