@@ -9,6 +9,7 @@ the values from the grid maps), so no input-resolution map is built.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -128,6 +129,25 @@ _GRAM = {  # (p, q): [(coef, i, j)] with <b_p, b_q> = sum coef X_i Y_j
 }  # fmt: skip
 
 
+def _gram_tables() -> tuple[torch.Tensor, torch.Tensor]:
+    """`[16, 3]` indices into the flattened X_i Y_j (`5 i + j`) and their coefficients (0: unused)."""
+    index, coef = torch.zeros(16, 3, dtype=torch.long), torch.zeros(16, 3)
+    for (p, q), terms in _GRAM.items():
+        for slot, (c, i, j) in enumerate(terms):
+            for row in {4 * p + q, 4 * q + p}:
+                index[row, slot], coef[row, slot] = 5 * i + j, float(c)
+    return index.flatten(), coef
+
+
+_GRAM_INDEX, _GRAM_COEF = _gram_tables()
+
+
+@functools.lru_cache(maxsize=8)
+def _gram_constants(device: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tables of `_gram_tables` on a device (copied once, not per call: no sync)."""
+    return _GRAM_INDEX.to(device), _GRAM_COEF.to(device, dtype)[..., None]
+
+
 def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """`[21, J]`: J^T J (16), J^T r (4) and |r|^2 (1) of the window residuals `g - z` at `params` `[4, J]`.
 
@@ -135,41 +155,29 @@ def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tenso
     `pos`/`mask`: `[2, S, J]` window pixel coordinates (x row, y row) and inside-the-map masks;
     `z`: `[S(y), S(x), J]` heatmap values (0 outside).
     """
+    index, coef = _gram_constants(str(params.device), params.dtype)
     a, sd = params[0], params[3]  # [J]
     s2 = sd.square()
     d = pos - params[1:3, None, :]  # [2, S, J]
     e = torch.exp(d.square().mul_(-0.5 / s2)).mul_(mask)
     ed = e * d
+    ed2 = ed * d
     e2 = e * e
     e2d = e2 * d
     e2d2 = e2d * d
     e2d3 = e2d2 * d
-    moments = torch.stack([e2, e2d, e2d2, e2d3, e2d3 * d], dim=1).sum(2)  # [2, 5, J]: X_m and Y_m
-    xy = moments[0][:, None] * moments[1][None]  # [5, 5, J]: X_i Y_j
-    gram: dict[tuple[int, int], torch.Tensor] = {}
-    for (p, q), terms in _GRAM.items():
-        total = None
-        for coef, i, j in terms:
-            term = xy[i, j] * coef if coef != 1 else xy[i, j]
-            total = term if total is None else total + term
-        assert total is not None
-        gram[p, q] = gram[q, p] = total
+    moments = torch.stack([e2, e2d, e2d2, e2d3, e2d3 * d], dim=1).sum(2)  # [2, 5, J]: X_m = sum e^2 d^m
+    xy = (moments[0][:, None] * moments[1][None]).view(25, -1)  # [25, J]: X_i Y_j
     ratio = a / s2
-    scale = [None, ratio, ratio, ratio / sd]  # column factors (column 0: 1)
-    rows = []
-    for p in range(4):
-        for q in range(4):
-            v = gram[p, q]
-            for f in (scale[p], scale[q]):
-                if f is not None:
-                    v = v * f
-            rows.append(v)
-    jtj = torch.stack(rows)  # [16, J]
-    ux, uy = torch.stack([e[0], ed[0], ed[0] * d[0]]), torch.stack([e[1], ed[1], ed[1] * d[1]])  # [3, S, J]
+    scale = torch.stack([torch.ones_like(a), ratio, ratio, ratio / sd])  # [4, J] column factors
+    jtj = (xy.index_select(0, index).view(16, 3, -1) * coef).sum(1)  # [16, J], unscaled
+    jtj = jtj * scale.repeat_interleave(4, 0) * scale.repeat(4, 1)  # row factor, then column factor
+    ux = torch.stack([e[0], ed[0], ed2[0]])  # [3, S, J]
+    uy = torch.stack([e[1], ed[1], ed2[1]])
     t = (z * ux[:, None]).sum(2)  # [3(a), S(y), J]: sum over x of u_a(x) z(y, x)
-    zb = (t * uy[0]).sum(1)  # [3, J]: z-moments with u_a(x) and u_0(y)
-    z01, z02 = (t[0] * uy[1]).sum(0), (t[0] * uy[2]).sum(0)  # with u_0(x) and u_1(y), u_2(y)
-    proj = torch.stack([zb[0], zb[1] * ratio, z01 * ratio, (zb[2] + z02) * scale[3]])  # <b_p, z> scaled
+    zb = (t * uy[0]).sum(1)  # [3, J]: with u_a(x) u_0(y)
+    z0 = (t[0] * uy[1:]).sum(1)  # [2, J]: with u_0(x) u_1(y), u_0(x) u_2(y)
+    proj = torch.stack([zb[0], zb[1], z0[0], zb[2] + z0[1]]) * scale  # <b_p, z>, scaled
     jtr = a * jtj[0::4] - proj  # the model is A b_0, column 0 is b_0
     # the cost straight from the residuals: the moment form a^2 X00 Y00 - 2 a zm00 + |z|^2 cancels
     cost = ((a * uy[0])[:, None] * ux[0][None] - z).square().sum((0, 1))
