@@ -148,14 +148,15 @@ def _gram_constants(device: str, dtype: torch.dtype) -> tuple[torch.Tensor, torc
     return _GRAM_INDEX.to(device), _GRAM_COEF.to(device, dtype)[..., None]
 
 
-def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,
+                      tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:  # fmt: skip
     """`[21, J]`: J^T J (16), J^T r (4) and |r|^2 (1) of the window residuals `g - z` at `params` `[4, J]`.
 
     Joints run along the last axis (many small problems: every op is one vectorised pass).
     `pos`/`mask`: `[2, S, J]` window pixel coordinates (x row, y row) and inside-the-map masks;
-    `z`: `[S(y), S(x), J]` heatmap values (0 outside).
+    `z`: `[S(y), S(x), J]` heatmap values (0 outside); `tables`: `_gram_constants`.
     """
-    index, coef = _gram_constants(str(params.device), params.dtype)
+    index, coef = tables
     a, sd = params[0], params[3]  # [J]
     s2 = sd.square()
     d = pos - params[1:3, None, :]  # [2, S, J]
@@ -171,7 +172,7 @@ def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tenso
     ratio = a / s2
     scale = torch.stack([torch.ones_like(a), ratio, ratio, ratio / sd])  # [4, J] column factors
     jtj = (xy.index_select(0, index).view(16, 3, -1) * coef).sum(1)  # [16, J], unscaled
-    jtj = jtj * scale.repeat_interleave(4, 0) * scale.repeat(4, 1)  # row factor, then column factor
+    jtj = (jtj.view(4, 4, -1) * scale[:, None] * scale[None]).view(16, -1)  # row factor, then column factor
     ux = torch.stack([e[0], ed[0], ed2[0]])  # [3, S, J]
     uy = torch.stack([e[1], ed[1], ed2[1]])
     t = (z * ux[:, None]).sum(2)  # [3(a), S(y), J]: sum over x of u_a(x) z(y, x)
@@ -252,7 +253,8 @@ def fit_gaussians(
         params = F.pad(params, (0, pad), value=1.0)  # amplitude, centre and sigma of an idle fit
         sel = F.pad(sel, (0, pad))
     unselected = ~sel
-    state = torch.cat([params, _normal_equations(params, wpos, mask, z_t)], 0)  # [25, J]
+    tables = _gram_constants(str(dev), dt)
+    state = torch.cat([params, _normal_equations(params, wpos, mask, z_t, tables)], 0)  # [25, J]
     lam = torch.full_like(params[0], _LM_LAMBDA0)
     converged = torch.zeros_like(sel)
     stop_early = dev.type == "cpu"  # a host check is free there
@@ -271,7 +273,7 @@ def fit_gaussians(
         if stop_early and bool(torch.all(converged | unselected)):  # no cost needed for the last step
             state[:4] = torch.where(take, new_params, state[:4])
             break
-        new = torch.cat([new_params, _normal_equations(new_params, wpos, mask, z_t)], 0)
+        new = torch.cat([new_params, _normal_equations(new_params, wpos, mask, z_t, tables)], 0)
         better = (new[24] < state[24]) & ~converged | take  # a NaN cost is never better
         state = torch.where(better, new, state)
         lam = torch.where(better, lam / 10.0, lam * 10.0).clamp_(1e-9, 1e9)
