@@ -106,6 +106,17 @@ def test_empty_outputs():
     assert [len(r.scores) for r in res] == [0, 0]
 
 
+def test_results_are_ordinary_tensors_outside_inference_mode():
+    out = plant_outputs([random_people(3, 14, (256, 256), seed=1, min_gap=48)], (256, 256))
+    res = decode(out, Cfg())[0]
+    assert not res.keypoints.is_inference() and not res.scores.is_inference()
+    res.keypoints[..., :2] += 1.0  # callers may shift them in place
+    with torch.inference_mode():
+        inside = decode(out, Cfg())[0]
+    assert inside.keypoints.is_inference()  # no copies inside inference mode (the predictor's case)
+    torch.testing.assert_close(inside.keypoints[..., :2] + 1.0, res.keypoints[..., :2])
+
+
 def test_batch_equals_one_by_one():
     sets = [random_people(n, 17, (256, 384), seed=n, min_gap=48) for n in (3, 0, 5)]
     outs = plant_outputs(sets, (256, 384), noise=0.01)
