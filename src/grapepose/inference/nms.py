@@ -31,7 +31,8 @@ def duplicate_matrix(coords: torch.Tensor, valid: torch.Tensor, distance: float,
     b, m = valid.shape
     span = coords.amax(dim=2) - coords.amin(dim=2)  # [B, M, 2]
     diag = span.square().sum(-1).sqrt()  # [B, M]
-    dist = (coords[:, :, None] - coords[:, None, :]).square().sum(-1).sqrt()  # [B, M, M, K]
+    x, y = coords[..., 0], coords[..., 1]  # [B, M, K]: coordinates apart (ops then run along K, not an axis of 2)
+    dist = ((x[:, :, None] - x[:, None, :]).square() + (y[:, :, None] - y[:, None, :]).square()).sqrt()  # [B, M, M, K]
     close = (dist < (distance * diag)[:, :, None, None]).sum(-1) > joints
     eye = torch.eye(m, dtype=torch.bool, device=coords.device)
     pair = valid[:, :, None] & valid[:, None, :]

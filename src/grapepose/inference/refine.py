@@ -106,7 +106,9 @@ def snap_to_peaks(coords: torch.Tensor, move: torch.Tensor, peaks: torch.Tensor,
     """
     if coords.numel() == 0 or peaks.shape[2] == 0:
         return coords
-    d = (coords[:, :, :, None, :] - peaks[:, None]).square().sum(-1).sqrt()  # [B, N, K, P]
+    dx = coords[..., 0, None] - peaks[:, None, :, :, 0]  # [B, N, K, P]; coordinates apart, so every op
+    dy = coords[..., 1, None] - peaks[:, None, :, :, 1]  # runs along P rather than along an axis of 2
+    d = (dx.square() + dy.square()).sqrt()
     d = torch.where(peak_ok[:, None], d, torch.full_like(d, torch.inf))
     nearest = d.min(dim=3).indices  # first minimum, like the reference
     b, n, k = nearest.shape
