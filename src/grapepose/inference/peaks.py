@@ -139,7 +139,7 @@ def _node_map(readers: Sequence[ScaleReader], g: int, nodes: tuple[int, int]) ->
     """
     total = None
     for rd in readers:
-        maps = rd.keypoint_maps()
+        maps = rd.keypoint_maps(scaled=False)  # every reader has the same heat_scale (flip is all or none)
         for dim, count, valid in ((2, nodes[0], rd.valid[0]), (3, nodes[1], rd.valid[1])):
             how = _resampling(count, g, rd.factor, valid, maps.shape[dim], str(maps.device))
             if how[0] == "narrow":

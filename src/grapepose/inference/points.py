@@ -66,6 +66,7 @@ class ScaleReader:
         probabilities: bool = False,
     ) -> None:
         self.heat = heatmaps.float()
+        self.heat_scale = 1.0  # `heat` times this is the merged heatmap
         b, k1, h, w = self.heat.shape
         self.k = k1 - 1
         self.shape = (b, h, w)
@@ -86,8 +87,10 @@ class ScaleReader:
             heat_f, off_f, vis_f = mirrored
             self.perm = _channel_permutation(tuple(int(i) for i in flip_index), str(self.heat.device))
             # Heatmaps are read densely (centres, the snapping lattice) and at many points: merged
-            # once here; offsets and visibility are merged where they are read.
-            self.heat = (self.heat + torch.flip(heat_f.float().index_select(1, self.perm), dims=[3])).mul_(0.5)
+            # once here (their sum; the halving, exact in binary floating point, happens where
+            # values are read); offsets and visibility are merged where they are read.
+            self.heat = self.heat + torch.flip(heat_f.float().index_select(1, self.perm), dims=[3])
+            self.heat_scale = 0.5
             self.mirror = (None, off_f.float(), None if vis_f is None or self.vis is None else vis_f.float())
             if self.mirror[2] is None:
                 self.vis = None
@@ -110,11 +113,15 @@ class ScaleReader:
     # ------------------------------------------------------------------ dense maps (grid resolution)
     def center_map(self) -> torch.Tensor:
         """`[B, h, w]` merged centre heatmap."""
-        return self.heat[:, self.k]
+        return self._scaled(self.heat[:, self.k])
 
-    def keypoint_maps(self) -> torch.Tensor:
-        """`[B, K, h, w]` merged keypoint heatmaps."""
-        return self.heat[:, : self.k]
+    def keypoint_maps(self, scaled: bool = True) -> torch.Tensor:
+        """`[B, K, h, w]` merged keypoint heatmaps (`scaled=False`: `heat_scale` not applied, a view)."""
+        maps = self.heat[:, : self.k]
+        return self._scaled(maps) if scaled else maps
+
+    def _scaled(self, v: torch.Tensor) -> torch.Tensor:
+        return v * self.heat_scale if self.heat_scale != 1.0 else v
 
     # ------------------------------------------------------------------ values at cells
     def _merged(self, plain: torch.Tensor, mirror: torch.Tensor | None, channel: torch.Tensor, y: torch.Tensor,
@@ -129,7 +136,7 @@ class ScaleReader:
 
     def heat_cells(self, channel: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Merged heatmap values at cells (long tensors broadcast to `[B, ...]`)."""
-        return _gather(self.heat, channel, y, x)
+        return self._scaled(_gather(self.heat, channel, y, x))
 
     def vis_cells(self, channel: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Merged visibility probabilities at cells."""
@@ -239,7 +246,7 @@ class ScaleReader:
         """Merged heatmap cells `[P(y), P(x), J]` at rows `cy [P, J]` and columns `cx [P, J]` of each joint's channel."""
         _, h, w = self.shape
         index = ((plane + channel) * h + cy[:, None]) * w + cx[None]
-        return self.heat.reshape(-1).index_select(0, index.reshape(-1)).view(index.shape)
+        return self._scaled(self.heat.reshape(-1).index_select(0, index.reshape(-1)).view(index.shape))
 
     @property
     def has_visibility(self) -> bool:
