@@ -177,9 +177,11 @@ def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tenso
     jtj = (jtj.view(4, 4, -1) * scale[:, None] * scale[None]).view(16, -1)  # row factor, then column factor
     ux = torch.stack([e[0], ed[0], ed2[0]])  # [3, S, J]
     uy = torch.stack([e[1], ed[1], ed2[1]])
-    t = (z * ux[:, None]).sum(2)  # [3(a), S(y), J]: sum over x of u_a(x) z(y, x)
-    zb = (t * uy[0]).sum(1)  # [3, J]: with u_a(x) u_0(y)
-    z0 = (t[0] * uy[1:]).sum(1)  # [2, J]: with u_0(x) u_1(y), u_0(x) u_2(y)
+    # only the z-moments with u_0 along one of the axes are needed: two window passes, not three
+    rows = (z * ux[0][None]).sum(1)  # [S(y), J]: sum over x of u_0(x) z(y, x)
+    cols = (z * uy[0][:, None]).sum(0)  # [S(x), J]: sum over y of u_0(y) z(y, x)
+    zb = (cols * ux).sum(1)  # [3, J]: with u_a(x) u_0(y)
+    z0 = (rows * uy[1:]).sum(1)  # [2, J]: with u_0(x) u_1(y), u_0(x) u_2(y)
     proj = torch.stack([zb[0], zb[1], z0[0], zb[2] + z0[1]]) * scale  # <b_p, z>, scaled
     jtr = a * jtj[0::4] - proj  # the model is A b_0, column 0 is b_0
     # the cost straight from the residuals: the moment form a^2 X00 Y00 - 2 a zm00 + |z|^2 cancels
