@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 from pathlib import Path
 from typing import IO, Any
 
 from grapepose.errors import GrapeposeError
 from grapepose.io.files import atomic_write_json
-from grapepose.utils.process import process_alive
+from grapepose.utils.process import process_alive, this_host
 
 __all__ = ["OutputFolder", "OutputError", "read_journal", "read_journal_lines", "part_name", "LOCK_NAME",
            "JOURNAL_NAME", "RESULTS_NAME", "PART_GLOB"]  # fmt: skip
@@ -80,7 +79,7 @@ class OutputFolder:
 
     # ---------------------------------------------------------------- lock
     def _take_lock(self) -> None:
-        me = f"{os.getpid()} {socket.gethostname()}\n"
+        me = f"{os.getpid()} {this_host()}\n"
         for _ in range(3):
             try:
                 fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -90,8 +89,8 @@ class OutputFolder:
                     pid = int(pid_s)
                 except (OSError, ValueError):
                     pid, host = -1, ""
-                where = "" if host == socket.gethostname() else f" on {host}"
-                if pid > 0 and (where or process_alive(pid)):
+                where = "" if host == this_host() else f" on {host}"
+                if pid > 0 and process_alive(pid, host):
                     raise OutputError(
                         f"{self.out_dir}: another grapepose predict (pid {pid}{where}) is writing into this folder; "
                         "wait for it or choose another --out "

@@ -14,11 +14,11 @@ from typing import Any
 import torch
 
 from grapepose.config import Config, TestConfig
-from grapepose.inference.centers import find_centers, local_maxima
+from grapepose.inference.centers import find_centers
 from grapepose.inference.decode import DecodedPoses
 from grapepose.inference.maps import PoseMaps, merge_flip, sample_upsampled, to_pose_maps, upsample_maps
 from grapepose.inference.nms import pose_nms
-from grapepose.inference.refine import rank_peaks
+from grapepose.inference.refine import heatmap_peaks
 
 __all__ = ["reference_decode", "reference_decode_maps"]
 
@@ -28,36 +28,13 @@ _LM_LAMBDA0 = 0.1  # initial damping; from sigma 2 on the x4 upsampled maps this
 _XTOL = 1e-3  # px (and relative for the amplitude): a step this small means converged
 
 
-def _heatmap_peaks(heatmaps: torch.Tensor, num: int, kernel: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-    """The `num` highest local maxima (`kernel x kernel` max-pool, no threshold) per map.
-
-    Args:
-        heatmaps: `[B, K, H, W]`.
-
-    Returns:
-        positions `[B, K, P, 2]` (x, y) as float and validity `[B, K, P]` (False where a map has
-        fewer than `P = min(num, H * W)` maxima).
-    """
-    b, k, h, w = heatmaps.shape
-    p = min(num, h * w)
-    if b * k * p == 0:
-        return heatmaps.new_zeros((b, k, p, 2)), heatmaps.new_zeros((b, k, p), dtype=torch.bool)
-    is_max = local_maxima(heatmaps, kernel)
-    vals = torch.where(is_max, heatmaps, torch.full_like(heatmaps, -torch.inf))
-    top, index = vals.view(b, k, h * w).topk(p, dim=2)
-    order = rank_peaks(top, index, p)  # equal peaks in a defined order (topk's is arbitrary)
-    top, index = top.gather(2, order), index.gather(2, order)
-    xy = torch.stack([index % w, torch.div(index, w, rounding_mode="floor")], dim=-1).float()
-    return xy, torch.isfinite(top)
-
-
 def _snap_to_peaks(coords: torch.Tensor, move: torch.Tensor, peaks: torch.Tensor, peak_ok: torch.Tensor) -> torch.Tensor:
     """Move selected joints to the nearest peak of their joint type, however far.
 
     Args:
         coords: `[B, N, K, 2]` joints.
         move: `[B, N, K]` bool, joints to snap.
-        peaks: `[B, K, P, 2]`, peak_ok `[B, K, P]` from `_heatmap_peaks`.
+        peaks: `[B, K, P, 2]`, peak_ok `[B, K, P]` from `heatmap_peaks`.
 
     Returns:
         `[B, N, K, 2]`.
@@ -308,7 +285,7 @@ def reference_decode_maps(
     jscore = joint_score.gather(1, top[..., None].expand(-1, -1, k))
 
     if visval is not None:
-        peaks, peak_ok = _heatmap_peaks(heat, cfg.snap_peaks, cfg.snap_pool_kernel)
+        peaks, peak_ok = heatmap_peaks(heat, cfg.snap_peaks, cfg.snap_pool_kernel)
         move = (visval.gather(1, top[..., None].expand(-1, -1, k)) > cfg.snap_visibility_threshold) & sel[..., None]
         people = _snap_to_peaks(people, move, peaks, peak_ok)
     if cfg.refine:
