@@ -43,3 +43,12 @@ def test_bench_decode_compares_with_the_old_decoder(block, capsys, monkeypatch):
     assert figures["old_ms_per_image"]["2"] > 0 and figures["speedup"]["2"] > 0
     # call by call: 2 warm-up rounds + 5 timed; blocks of 3: 2 timed per block (one untimed), 3 blocks
     assert len(calls) == (7 if block == "1" else 9)
+
+
+@pytest.mark.parametrize("flag,heap", [(None, "retained"), ("--system-malloc", "system"), ("--baseline", "system")])
+def test_bench_train_keeps_freed_memory_like_the_trainer(flag, heap, capsys, monkeypatch):
+    calls = []
+    monkeypatch.setattr("grapepose.utils.memory.retain_freed_memory", lambda: calls.append(1) or True)
+    assert main(["bench", "train", *TINY["train"], *([flag] if flag else [])]) == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["malloc"] == heap and len(calls) == (heap == "retained")

@@ -14,10 +14,13 @@ from grapepose.engine import Trainer
 from grapepose.engine.checkpoint import load_state
 
 
-def test_overfits_two_images(crowdpose: Path) -> None:
+def test_overfits_two_images(crowdpose: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config("crowdpose_w18", [*tiny_overrides(crowdpose, size=128, batch=2, augment=False),
                                         "train.epochs=40", "train.warmup_steps=0"])  # fmt: skip
+    calls: list[bool] = []
+    monkeypatch.setattr("grapepose.engine.trainer.retain_freed_memory", lambda: calls.append(True) or True)
     trainer = Trainer(cfg, None, device="cpu", progress=False)
+    assert calls == [True]  # a CPU run keeps freed memory for reuse (grapepose.utils.memory)
     result = trainer.fit()
     losses = [h["total"] for h in trainer.history]
     assert len(losses) == 40 and result.finished and result.step == 40

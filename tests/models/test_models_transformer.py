@@ -14,6 +14,7 @@ from grapepose.models.transformer import (
     EncoderLayer,
     TransformerDecoder,
     TransformerEncoder,
+    keep_mask,
     sine_position_encoding,
 )
 
@@ -147,11 +148,11 @@ def test_dropout_attention_values_and_gradients(dtype, tol):
 
     q, k, v = (_randn(2, 3, n, 8, seed=s).to(dtype).requires_grad_() for s, n in ((0, 12), (1, 20), (2, 20)))
     grad = _randn(2, 3, 12, 8, seed=3).to(dtype)
-    # the mask is the default generator's bernoulli(1 - p), drawn after the seed: same draw here
+    # the mask is keep_mask(1 - p) from the default generator, drawn after the seed: same draw here
     torch.manual_seed(5)
     out = dropout_attention(q, k, v, 0.3)
     torch.manual_seed(5)
-    keep = torch.empty(2, 3, 12, 20, dtype=dtype).bernoulli_(0.7)
+    keep = keep_mask((2, 3, 12, 20), 0.7, dtype)
     assert 0.5 < keep.mean() < 0.9 and set(keep.unique().tolist()) == {0.0, 1.0}
     got = [out, *torch.autograd.grad(out, (q, k, v), grad)]
     ref = _reference_dropout_attention(q, k, v, 0.3, keep)
@@ -174,3 +175,73 @@ def test_attention_training_uses_dropout_on_the_probabilities():
         expected = attn.eval()(x, x, x)  # no dropout in eval: the mean of the training outputs
         mean = torch.stack([attn.train()(x, x, x) for _ in range(400)]).mean(0)
     assert (mean - expected).abs().max() < 0.1 * expected.abs().max()
+
+
+def _reference_keep_mask(shape: tuple[int, ...], keep: float) -> Tensor:
+    """keep_mask's rule in one line: a 24-bit uniform below round(keep * 2^24), from the same draws.
+
+    The uniform's top 16 bits are the element's own draw; only the elements whose top bits equal the
+    threshold's need the 8 low bits, which come next from the generator, in element order.
+    """
+    n, threshold = math.prod(shape), round(keep * 2**24)
+    top = torch.empty(-(-n // 4), dtype=torch.int64).random_(-(2**63), None).view(torch.int16)[:n].long() + 2**15
+    tied = top == threshold >> 8
+    low = torch.zeros(n, dtype=torch.int64)
+    if threshold % 256:
+        low[tied] = torch.empty(int(tied.sum()), dtype=torch.int64).random_(0, 256)
+    return (top * 256 + low < threshold).float().view(shape)
+
+
+@pytest.mark.parametrize("shape,keep", [((4, 1 << 18), 0.9), ((3, 5, 7), 0.7), ((1 << 20,), 0.5 + 77.5 / 2**24),
+                                        ((1000,), 1.0), ((1000,), 0.0), ((9, 1 << 17), 0.3)])  # fmt: skip
+def test_keep_mask_is_a_24_bit_uniform_below_the_threshold(shape, keep):
+    torch.manual_seed(11)
+    got = keep_mask(shape, keep)
+    torch.manual_seed(11)
+    want = _reference_keep_mask(shape, keep)
+    assert got.shape == shape and got.dtype == torch.float32
+    assert torch.equal(got, want)
+    n = got.numel()
+    assert abs(got.mean().item() - keep) <= 5 * math.sqrt(keep * (1 - keep) / n) + 1e-12
+
+
+def test_keep_mask_resolves_ties_with_more_bits():
+    # 0.5 + 77.5/2^24: top 16 bits 32768 tie for 1 in 65536 elements, kept when their next 8 bits < 78
+    shape, keep = (1 << 22,), 0.5 + 77.5 / 2**24
+    torch.manual_seed(3)
+    got = keep_mask(shape, keep)
+    torch.manual_seed(3)
+    top = torch.empty(1 << 20, dtype=torch.int64).random_(-(2**63), None).view(torch.int16).long() + 2**15
+    tied = top == 32768
+    assert 20 < tied.sum() < 200  # the case is exercised
+    low = torch.empty(int(tied.sum()), dtype=torch.int64).random_(0, 256)
+    assert torch.equal(got[tied], (low < 78).float())
+    assert got[tied].sum() not in (0, tied.sum())  # both outcomes occur among the ties
+    assert torch.equal(got[~tied], (top[~tied] < 32768).float())
+
+
+def test_keep_mask_dtype_empty_and_errors():
+    assert keep_mask((2, 0, 3), 0.5).shape == (2, 0, 3)
+    assert keep_mask((5, 3), 0.5, torch.float64).dtype == torch.float64
+    with pytest.raises(ValueError, match=r"^keep must be in \[0, 1\], got 1.5$"):
+        keep_mask((3,), 1.5)
+
+
+@pytest.mark.parametrize("impl", ["auto", "torch"])
+def test_layer_dropout_is_f_dropout_in_distribution_and_gradient(impl):
+    layer = EncoderLayer(D, NHEAD, FF, dropout=0.25).train()
+    layer.dropout_impl = impl
+    x = _randn(2, 7, 1000).requires_grad_()
+    torch.manual_seed(4)
+    out = layer._dropout(x)
+    torch.manual_seed(4)
+    if impl == "auto":
+        scale = keep_mask(x.shape, 0.75) / 0.75
+    else:
+        scale = torch.nn.functional.dropout(torch.ones_like(x), 0.25, True)
+    exact = {"atol": 0, "rtol": 0} if impl == "auto" else {}  # F.dropout may round in another order
+    torch.testing.assert_close(out, x * scale, **exact)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, scale, **exact)
+    assert abs((scale == 0).float().mean().item() - 0.25) < 0.01
+    torch.testing.assert_close(layer.eval()._dropout(x), x, atol=0, rtol=0)

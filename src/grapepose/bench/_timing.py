@@ -46,13 +46,15 @@ def use_baseline_kernels(model: nn.Module) -> None:
     """Run `model` on the kernels it used before the CPU speed-ups, for before/after figures.
 
     The adaptive block's deformable conv goes back to `torchvision.ops.deform_conv2d` and attention
-    to SDPA in training too (its math path on CPU); results are the same function either way.
+    to SDPA in training too (its math path on CPU), dropout to `F.dropout`; results are the same function either way.
     """
     from grapepose.models.blocks import AdaptiveBlock
-    from grapepose.models.transformer import Attention
+    from grapepose.models.transformer import Attention, DecoderLayer, EncoderLayer
 
     for m in model.modules():
         if isinstance(m, AdaptiveBlock):
             m.deform_impl = "torchvision"
         elif isinstance(m, Attention):
             m.attention_impl = "sdpa"
+        elif isinstance(m, (EncoderLayer, DecoderLayer)):
+            m.dropout_impl = "torch"

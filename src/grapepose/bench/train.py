@@ -27,7 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=opt.int_range(0), default=3, help="untimed steps first (default 3)")
     p.add_argument("--threads", type=opt.int_range(0), default=0, help="CPU threads (0: torch default)")
     p.add_argument("--baseline", action="store_true",
-                   help="the older kernels (torchvision deformable conv, SDPA attention), for before/after figures")
+                   help="the older kernels (torchvision deformable conv, SDPA attention and torch dropout) and "
+                        "the system's malloc, for before/after figures")
+    p.add_argument("--system-malloc", action="store_true",
+                   help="leave malloc as it is (default on CPU: keep freed memory for reuse, as the trainer does)")
     opt.add_overrides(p, "model.d_model=64")
 
 
@@ -74,6 +77,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = build_model(cfg).to(device)
     if args.baseline:
         use_baseline_kernels(model)
+    heap = "system"
+    if device.type == "cpu" and not (args.baseline or args.system_malloc):
+        from grapepose.utils.memory import retain_freed_memory
+
+        heap = "retained" if retain_freed_memory() else "system"
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     model.train()
@@ -93,7 +101,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "images_per_s": round(args.batch * args.steps / elapsed, 3),
         "ms_per_step": round(1000 * elapsed / max(args.steps, 1), 2),
         "cpu_ms_per_step": round(1000 * cpu / max(args.steps, 1), 2), "baseline": args.baseline,
-        "threads": torch.get_num_threads(),
+        "malloc": heap, "threads": torch.get_num_threads(),
     }  # fmt: skip
     if device.type == "cuda":
         out["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)

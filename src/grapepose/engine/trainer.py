@@ -40,6 +40,7 @@ from grapepose.engine.setup import build_train_source, initialize_weights, seed_
 from grapepose.engine.step import apply_update, forward_backward
 from grapepose.errors import CheckpointError, GrapeposeError
 from grapepose.io.files import atomic_write_text
+from grapepose.utils.memory import retain_freed_memory
 
 __all__ = ["Trainer", "FitResult", "NonFiniteLossError"]
 
@@ -91,6 +92,8 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.dist = setup_distributed(device)
         self.device = self.dist.device
+        if self.device.type == "cpu":  # a CPU step's large tensors would each fault in new pages
+            retain_freed_memory()
         tcfg = cfg.train
         seed_everything(tcfg.seed, tcfg.deterministic)
         self.precision = resolve_precision(tcfg.amp, self.device)
