@@ -208,6 +208,16 @@ def _out(heat: torch.Tensor):
     return GrapeOutput(heat, off, off, None)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (4, 1), (2, 2), (2, 7), (6, 9)])
+def test_axial_max_is_the_largest_of_the_four_neighbours(shape):
+    from grapepose.inference.peaks import _axial_max
+
+    v = torch.rand(2, 3, *shape, generator=torch.Generator().manual_seed(sum(shape)))
+    p = torch.nn.functional.pad(v, (1, 1, 1, 1), value=-torch.inf)
+    want = torch.stack([p[..., 1:-1, :-2], p[..., 1:-1, 2:], p[..., :-2, 1:-1], p[..., 2:, 1:-1]]).amax(0)
+    assert torch.equal(_axial_max(v), want)
+
+
 def test_reader_values_equal_the_upsampled_merged_maps():
     size = (192, 256)
     out = plant_outputs([random_people(2, K, size, seed=1, min_gap=30)], size, noise=0.05)

@@ -151,9 +151,6 @@ def _decode(readers: list[ScaleReader], scales: list[float], cfg: TestConfig, si
         return []
     has_vis = all(r.has_visibility for r in readers)
 
-    def heat_at(channel: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
-        return _mean([r.heat_pixels(channel, px, py) for r in readers])
-
     def heat_windows(center: torch.Tensor, radius: int) -> torch.Tensor:
         return _mean([r.heat_windows(center, radius) for r in readers])
 
@@ -179,12 +176,13 @@ def _decode(readers: list[ScaleReader], scales: list[float], cfg: TestConfig, si
     channel = torch.arange(k, device=dev)
     px = coords_t[..., 0].floor().clamp(0, size[1] - 1).long()  # the reference reads the maps at the floor
     py = coords_t[..., 1].floor().clamp(0, size[0] - 1).long()
-    heatval = heat_at(channel, px, py)  # [B, M, K]
+    read = [r.pixels(channel, px, py, visibility=has_vis) for r in readers]  # one bilinear setup for both
+    heatval = _mean([heat for heat, _ in read])  # [B, M, K]
     heat_score = heatval.mean(-1)
     joint_score = cscore[..., None] * heatval
     visval = None
     if has_vis:
-        visval = _mean([r.vis_pixels(channel, px, py) for r in readers])
+        visval = _mean([vis for _, vis in read])  # type: ignore[misc]
         seen = visval >= cfg.visibility_threshold
         count = seen.sum(-1)
         mean_vis = (visval * seen).sum(-1) / count.clamp_min(1)

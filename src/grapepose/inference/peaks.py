@@ -178,6 +178,29 @@ def _block_topk(values: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tenso
     return top, which.gather(2, torch.div(pos, _BLOCK, rounding_mode="floor")) * _BLOCK + pos % _BLOCK
 
 
+def _pair_max(x: torch.Tensor) -> torch.Tensor:
+    """`max(x[i - 1], x[i + 1])` along the last axis, -inf past the ends."""
+    padded = F.pad(x, (1, 1), value=-torch.inf)
+    return torch.maximum(padded[..., :-2], padded[..., 2:])
+
+
+def _axial_max(v: torch.Tensor) -> torch.Tensor:
+    """`[..., H, W]`: the largest of each node's left, right, upper and lower neighbours (-inf past the edges).
+
+    Written on slices of `v` (no padded copy): two passes of `maximum` per axis over the interior.
+    """
+    h, w = v.shape[-2:]
+    if h < 2 or w < 2:
+        return torch.maximum(_pair_max(v), _pair_max(v.transpose(-1, -2)).transpose(-1, -2))
+    out = torch.empty_like(v)
+    torch.maximum(v[..., :, :-2], v[..., :, 2:], out=out[..., :, 1:-1])
+    out[..., :, 0], out[..., :, -1] = v[..., :, 1], v[..., :, -2]
+    torch.maximum(out[..., 1:-1, :], torch.maximum(v[..., :-2, :], v[..., 2:, :]), out=out[..., 1:-1, :])
+    torch.maximum(out[..., 0, :], v[..., 1, :], out=out[..., 0, :])
+    torch.maximum(out[..., -1, :], v[..., -2, :], out=out[..., -1, :])
+    return out
+
+
 def lattice_peaks(
     readers: Sequence[ScaleReader], size: tuple[int, int], g: int, num: int, kernel: int = 5
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,18 +232,16 @@ def lattice_peaks(
     # The axial necessary test on the lattice (no higher left/right/up/down node) only orders the
     # candidates: a failed node is pushed far down instead of masked (a dense `where` is slow), and
     # the exact 3 x 3 window test below decides.
-    padded = F.pad(v, (1, 1, 1, 1), value=-torch.inf)
-    higher = torch.maximum(padded[..., 1:-1, :-2], padded[..., 1:-1, 2:])
-    torch.maximum(higher, padded[..., :-2, 1:-1], out=higher)
-    torch.maximum(higher, padded[..., 2:, 1:-1], out=higher)
+    higher = _axial_max(v)
     shortfall = torch.sub(v, higher, out=higher).clamp_max_(0.0)
     nl = v.shape[2] * v.shape[3]
     neg = torch.tensor(-torch.inf, device=dev)
     # candidates of the final strips share the value and the orthogonal test of the last node
     col, row = v[..., :, lx], v[..., ly, :]  # [B, K, Ly+1], [B, K, Lx+1]
-    col_ok = col >= torch.maximum(padded[..., :-2, lx + 1], padded[..., 2:, lx + 1])  # up and down
-    row_ok = row >= torch.maximum(padded[..., ly + 1, :-2], padded[..., ly + 1, 2:])
-    left_ok, up_ok = col >= padded[..., 1:-1, lx], row >= padded[..., ly, 1:-1]  # the last node vs its left / upper one
+    col_ok = col >= _pair_max(col)  # up and down
+    row_ok = row >= _pair_max(row)
+    left_ok = col >= v[..., :, lx - 1] if lx else torch.ones_like(col, dtype=torch.bool)  # vs the left node
+    up_ok = row >= v[..., ly - 1, :] if ly else torch.ones_like(row, dtype=torch.bool)  # vs the upper node
     col_ok = col_ok[..., None] & (left_ok[..., None] | ~tlx)  # [B, K, Ly+1, Tx]
     row_ok = row_ok[..., None, :] & (up_ok[..., None, :] | ~tly[:, None])  # [B, K, Ty, Lx+1]
     corner_ok = (left_ok[..., ly, None, None] | ~tlx) & (up_ok[..., lx, None, None] | ~tly[:, None])

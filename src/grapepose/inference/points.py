@@ -89,7 +89,7 @@ class ScaleReader:
             # Heatmaps are read densely (centres, the snapping lattice) and at many points: merged
             # once here (their sum; the halving, exact in binary floating point, happens where
             # values are read); offsets and visibility are merged where they are read.
-            self.heat = self.heat + torch.flip(heat_f.float().index_select(1, self.perm), dims=[3])
+            self.heat = torch.flip(heat_f.float().index_select(1, self.perm), dims=[3]).add_(self.heat)
             self.heat_scale = 0.5
             self.mirror = (None, off_f.float(), None if vis_f is None or self.vis is None else vis_f.float())
             if self.mirror[2] is None:
@@ -187,21 +187,35 @@ class ScaleReader:
         y0, y1, ay = self._axis_cells(py, h, self.valid[0])
         return x0, x1, y0, y1, ax, ay
 
-    def _upsampled(self, read: Any, channel: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+    def pixels(self, channel: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
+               visibility: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """Upsampled merged keypoint heatmap, and visibility if asked, at integer pixels `(px, py)`.
+
+        Args:
+            channel: long channels broadcast with `px`/`py` (long, inside the image) to `[B, ...]`.
+            visibility: also read the visibility (needs `has_visibility`); both share one bilinear setup.
+
+        Returns:
+            heatmap values and visibility values (None unless asked), `[B, ...]`.
+        """
         x0, x1, y0, y1, ax, ay = self._corners(px, py)
         ys = torch.stack(torch.broadcast_tensors(y0, y0, y1, y1), -1)
         xs = torch.stack(torch.broadcast_tensors(x0, x1, x0, x1), -1)
         bx, by = 1 - ax, 1 - ay
         wts = torch.stack(torch.broadcast_tensors(bx * by, ax * by, bx * ay, ax * ay), -1)
-        return (read(channel[..., None], ys, xs) * wts).sum(-1)
+        ch = channel[..., None]
+        heat = (self.heat_cells(ch, ys, xs) * wts).sum(-1)
+        return heat, (self.vis_cells(ch, ys, xs) * wts).sum(-1) if visibility else None
 
     def heat_pixels(self, channel: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
         """Upsampled merged keypoint heatmap at integer pixels `(px, py)` (long, inside the image)."""
-        return self._upsampled(self.heat_cells, channel, px, py)
+        return self.pixels(channel, px, py)[0]
 
     def vis_pixels(self, channel: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
         """Upsampled merged visibility at integer pixels."""
-        return self._upsampled(self.vis_cells, channel, px, py)
+        vis = self.pixels(channel, px, py, visibility=True)[1]
+        assert vis is not None
+        return vis
 
     def heat_windows(self, center: torch.Tensor, radius: int) -> torch.Tensor:
         """Upsampled merged keypoint heatmap on the `(2r+1)^2` pixel windows around joints.
