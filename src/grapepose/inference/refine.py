@@ -162,21 +162,22 @@ def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tenso
     a, sd = params[0], params[3]  # [J]
     s2 = sd.square()
     d = pos - params[1:3, None, :]  # [2, S, J]
-    e = torch.exp(d.square().mul_(-0.5 / s2)).mul_(mask)
-    ed = e * d
-    ed2 = ed * d
-    e2 = e * e
-    e2d = e2 * d
-    e2d2 = e2d * d
-    e2d3 = e2d2 * d
-    moments = torch.stack([e2, e2d, e2d2, e2d3, e2d3 * d], dim=1).sum(2)  # [2, 5, J]: X_m = sum e^2 d^m
-    xy = (moments[0][:, None] * moments[1][None]).view(25, -1)  # [25, J]: X_i Y_j
+    # the window products, written into one buffer (no stacking copies): rows u_0, u_1, u_2
+    # (e d^m) and then e^2 d^m, m = 0..4, each a [2, S, J] pair of per-axis vectors
+    u = d.new_empty((8, *d.shape))
+    e = torch.exp(d.square().mul_(-0.5 / s2), out=u[0]).mul_(mask)
+    torch.mul(e, d, out=u[1])
+    torch.mul(u[1], d, out=u[2])
+    torch.mul(e, e, out=u[3])
+    for m in range(4, 8):
+        torch.mul(u[m - 1], d, out=u[m])
+    moments = u[3:].sum(2)  # [5, 2, J]: X_m = sum e^2 d^m (axis 0), Y_m (axis 1)
+    xy = (moments[:, 0, None] * moments[None, :, 1]).view(25, -1)  # [25, J]: X_i Y_j
     ratio = a / s2
     scale = torch.stack([torch.ones_like(a), ratio, ratio, ratio / sd])  # [4, J] column factors
     jtj = (xy.index_select(0, index).view(16, 3, -1) * coef).sum(1)  # [16, J], unscaled
     jtj = (jtj.view(4, 4, -1) * scale[:, None] * scale[None]).view(16, -1)  # row factor, then column factor
-    ux = torch.stack([e[0], ed[0], ed2[0]])  # [3, S, J]
-    uy = torch.stack([e[1], ed[1], ed2[1]])
+    ux, uy = u[:3, 0], u[:3, 1]  # [3, S, J]
     # only the z-moments with u_0 along one of the axes are needed: two window passes, not three
     rows = (z * ux[0][None]).sum(1)  # [S(y), J]: sum over x of u_0(x) z(y, x)
     cols = (z * uy[0][:, None]).sum(0)  # [S(x), J]: sum over y of u_0(y) z(y, x)
