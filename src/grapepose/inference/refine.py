@@ -150,9 +150,15 @@ def _gram_constants(device: str, dtype: torch.dtype) -> tuple[torch.Tensor, torc
     return _GRAM_INDEX.to(device), _GRAM_COEF.to(device, dtype)[..., None]
 
 
+@functools.lru_cache(maxsize=8)
+def _below_xtol(device: str, dtype: torch.dtype) -> torch.Tensor:
+    """The largest value below `_XTOL` in `dtype`: `x < _XTOL` as `x <= _below_xtol`, like the amplitude's `<=`."""
+    return torch.nextafter(torch.tensor(_XTOL, dtype=dtype), torch.tensor(0.0, dtype=dtype)).to(device)
+
+
 def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,
                       tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:  # fmt: skip
-    """`[21, J]`: J^T J (16), J^T r (4) and |r|^2 (1) of the window residuals `g - z` at `params` `[4, J]`.
+    """`[25, J]`: `params` `[4, J]`, then J^T J (16), -J^T r (4) and |r|^2 (1) of the window residuals `g - z`.
 
     Joints run along the last axis (many small problems: every op is one vectorised pass).
     `pos`/`mask`: `[2, S, J]` window pixel coordinates (x row, y row) and inside-the-map masks;
@@ -184,10 +190,10 @@ def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tenso
     zb = (cols * ux).sum(1)  # [3, J]: with u_a(x) u_0(y)
     z0 = (rows * uy[1:]).sum(1)  # [2, J]: with u_0(x) u_1(y), u_0(x) u_2(y)
     proj = torch.stack([zb[0], zb[1], z0[0], zb[2] + z0[1]]) * scale  # <b_p, z>, scaled
-    jtr = a * jtj[0::4] - proj  # the model is A b_0, column 0 is b_0
+    rhs = proj - a * jtj[0::4]  # -J^T r: the model is A b_0, column 0 is b_0
     # the cost straight from the residuals: the moment form a^2 X00 Y00 - 2 a zm00 + |z|^2 cancels
     cost = ((a * uy[0])[:, None] * ux[0][None] - z).square().sum((0, 1))
-    return torch.cat([jtj, jtr, cost[None]], 0)
+    return torch.cat([params, jtj, rhs, cost[None]], 0)
 
 
 def fit_gaussians(
@@ -259,16 +265,18 @@ def fit_gaussians(
         sel = F.pad(sel, (0, pad))
     unselected = ~sel
     tables = _gram_constants(str(dev), dt)
-    state = torch.cat([params, _normal_equations(params, wpos, mask, z_t, tables)], 0)  # [25, J]
+    state = _normal_equations(params, wpos, mask, z_t, tables)  # [25, J]
     lam = torch.full_like(params[0], _LM_LAMBDA0)
     converged = torch.zeros_like(sel)
     stop_early = dev.type == "cpu"  # a host check is free there
+    below_xtol = _below_xtol(str(dev), dt).expand(3, sel.shape[0])
     for _ in range(iterations):
         jtj = state[4:20].T.reshape(-1, 4, 4)
         system = jtj + torch.diag_embed((state[4:20:5].clamp_min(1e-12) * lam + 1e-12).T)  # LM damping
-        step = torch.linalg.solve_ex(system, state[20:24].T)[0].T.neg().nan_to_num_(0.0, 0.0, 0.0)  # [4, J]
-        mag = step.abs()
-        small = (mag[1:] < _XTOL).all(0) & (mag[0] <= state[0].abs() * _XTOL + 1e-9)
+        step = torch.linalg.solve_ex(system, state[20:24].T)[0].T.nan_to_num_(0.0, 0.0, 0.0)  # [4, J]
+        # |step| < _XTOL for the centre and sigma, <= _XTOL |A| + 1e-9 for the amplitude, in one test
+        tol = torch.cat([(state[0].abs() * _XTOL + 1e-9)[None], below_xtol])
+        small = (step.abs() <= tol).all(0)
         # A converging step (below _XTOL) is taken without a cost check (it moves the fit by less
         # than _XTOL), and a converged fit is frozen (as curve_fit stops there), so a joint's result
         # never depends on which other joints share its batch or on when the loop stops.
@@ -278,7 +286,7 @@ def fit_gaussians(
         if stop_early and bool(torch.all(converged | unselected)):  # no cost needed for the last step
             state[:4] = torch.where(take, new_params, state[:4])
             break
-        new = torch.cat([new_params, _normal_equations(new_params, wpos, mask, z_t, tables)], 0)
+        new = _normal_equations(new_params, wpos, mask, z_t, tables)
         better = (new[24] < state[24]) & ~converged | take  # a NaN cost is never better
         state = torch.where(better, new, state)
         lam = torch.where(better, lam / 10.0, lam * 10.0).clamp_(1e-9, 1e9)
