@@ -30,19 +30,21 @@ def test_bench_prints_one_json_line(topic, capsys, shared_data):
     assert figures["bench"] == topic and figures[RATE[topic]]
 
 
-@pytest.mark.parametrize("block", ["1", "3"])
-def test_bench_decode_compares_with_the_old_decoder(block, capsys, monkeypatch):
+@pytest.mark.parametrize("block,warm,calls_made", [("1", [], 7), ("3", ["--warm", "1"], 9), ("4", [], 12)])
+def test_bench_decode_compares_with_the_old_decoder(block, warm, calls_made, capsys, monkeypatch):
     import grapepose.testing.reference_decode as old
 
     calls = []
     real = old.reference_decode
     monkeypatch.setattr(old, "reference_decode", lambda *a, **k: calls.append(1) or real(*a, **k))
-    args = ["bench", "decode", "--people", "2", "--grid", "32", "--iters", "5", "--compare-old", "--block", block]
+    args = ["bench", "decode", "--people", "2", "--grid", "32", "--iters", "5", "--compare-old", "--block", block,
+            *warm]  # fmt: skip
     assert main(args) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["old_ms_per_image"]["2"] > 0 and figures["speedup"]["2"] > 0
-    # call by call: 2 warm-up rounds + 5 timed; blocks of 3: 2 timed per block (one untimed), 3 blocks
-    assert len(calls) == (7 if block == "1" else 9)
+    # call by call: 2 warm-up rounds + 5 timed; blocks of 3 with one untimed: 2 timed per block, 3 blocks;
+    # blocks of 4 with the default two untimed: 2 timed per block, 3 blocks
+    assert len(calls) == calls_made
 
 
 @pytest.mark.parametrize("flag,heap", [(None, "retained"), ("--system-malloc", "system"), ("--baseline", "system")])
