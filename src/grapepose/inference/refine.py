@@ -150,6 +150,12 @@ def _gram_constants(device: str, dtype: torch.dtype) -> tuple[torch.Tensor, torc
     return _GRAM_INDEX.to(device), _GRAM_COEF.to(device, dtype)[..., None]
 
 
+@functools.lru_cache(maxsize=64)
+def _map_limits(w: int, h: int, device: str) -> torch.Tensor:
+    """`[2, 1, 1]` (w, h): the window pixels `< limit` lie inside the map."""
+    return torch.tensor([w, h], device=device)[:, None, None]
+
+
 @functools.lru_cache(maxsize=8)
 def _below_xtol(device: str, dtype: torch.dtype) -> torch.Tensor:
     """The largest value below `_XTOL` in `dtype`: `x < _XTOL` as `x <= _below_xtol`, like the amplitude's `<=`."""
@@ -242,15 +248,12 @@ def fit_gaussians(
                          0).nan_to_num(0.0).long()  # [2, J]  # fmt: skip
     r = torch.arange(-window, window + 1, device=dev)
     win = center[:, None, :] + r[None, :, None]  # [2, S, J]
-    limit = torch.tensor([w, h], device=dev)[:, None, None]
-    inside = (win >= 0) & (win < limit)
-    # the fit's layout: joints last, so each op is one pass over all of them
-    z_t = windows(center.T.reshape(b, n, k, 2), window)  # [S(y), S(x), J]
-    z_t = (z_t * (inside[1][:, None] & inside[0][None])).to(_FIT_DTYPE)
-
     dt = _FIT_DTYPE
+    mask = ((win >= 0) & (win < _map_limits(w, h, str(dev)))).to(dt)  # [2, S, J] inside the map
+    # the fit's layout: joints last, so each op is one pass over all of them
+    z_t = windows(center.T.reshape(b, n, k, 2), window).to(dt)  # [S(y), S(x), J]
+    z_t = (z_t * mask[1][:, None]).mul_(mask[0][None])  # 0 outside the map
     wpos = win.to(dt)  # [2, S, J]
-    mask = inside.to(dt)
     c0 = center.to(dt)
     params = torch.cat([z_t[window, window][None], c0, torch.full_like(c0[:1], sigma)], 0)  # [4, J]
     sel = select.reshape(-1)
