@@ -22,6 +22,7 @@ __all__ = ["heatmap_peaks", "rank_peaks", "snap_to_peaks", "fit_gaussians", "map
 _LM_LAMBDA0 = 0.1  # initial damping; from sigma 2 on the x4 upsampled maps this converges in ~5 steps
 _FIT_DTYPE = torch.float32
 _JOINT_BLOCK = 32  # the fit pads the joints to a multiple of this (two AVX-512 vectors)
+_FAR = 1e9  # px: window pixels outside the map sit this far away, so exp(-d^2 / 2s^2) is exactly 0 there
 _XTOL = 1e-3  # px (and relative for the amplitude): a step this small means converged
 
 Windows = Callable[[torch.Tensor, int], torch.Tensor]
@@ -162,13 +163,14 @@ def _below_xtol(device: str, dtype: torch.dtype) -> torch.Tensor:
     return torch.nextafter(torch.tensor(_XTOL, dtype=dtype), torch.tensor(0.0, dtype=dtype)).to(device)
 
 
-def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor, z: torch.Tensor,
-                      tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:  # fmt: skip
+def _normal_equations(params: torch.Tensor, pos: torch.Tensor, z: torch.Tensor,
+                      tables: tuple[torch.Tensor, torch.Tensor], ones: torch.Tensor) -> torch.Tensor:  # fmt: skip
     """`[25, J]`: `params` `[4, J]`, then J^T J (16), -J^T r (4) and |r|^2 (1) of the window residuals `g - z`.
 
     Joints run along the last axis (many small problems: every op is one vectorised pass).
-    `pos`/`mask`: `[2, S, J]` window pixel coordinates (x row, y row) and inside-the-map masks;
-    `z`: `[S(y), S(x), J]` heatmap values (0 outside); `tables`: `_gram_constants`.
+    `pos`: `[2, S, J]` window pixel coordinates (x row, y row), `_FAR` outside the map (so that the
+    Gaussian is exactly 0 there, as a mask would make it); `z`: `[S(y), S(x), J]` heatmap values
+    (0 outside); `tables`: `_gram_constants`; `ones`: `[J]` ones.
     """
     index, coef = tables
     a, sd = params[0], params[3]  # [J]
@@ -177,7 +179,7 @@ def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tenso
     # the window products, written into one buffer (no stacking copies): rows u_0, u_1, u_2
     # (e d^m) and then e^2 d^m, m = 0..4, each a [2, S, J] pair of per-axis vectors
     u = d.new_empty((8, *d.shape))
-    e = torch.exp(d.square().mul_(-0.5 / s2), out=u[0]).mul_(mask)
+    e = torch.exp(d.square().mul_(-0.5 / s2), out=u[0])
     torch.mul(e, d, out=u[1])
     torch.mul(u[1], d, out=u[2])
     torch.mul(e, e, out=u[3])
@@ -186,7 +188,7 @@ def _normal_equations(params: torch.Tensor, pos: torch.Tensor, mask: torch.Tenso
     moments = u[3:].sum(2)  # [5, 2, J]: X_m = sum e^2 d^m (axis 0), Y_m (axis 1)
     xy = (moments[:, 0, None] * moments[None, :, 1]).view(25, -1)  # [25, J]: X_i Y_j
     ratio = a / s2
-    scale = torch.stack([torch.ones_like(a), ratio, ratio, ratio / sd])  # [4, J] column factors
+    scale = torch.stack([ones, ratio, ratio, ratio / sd])  # [4, J] column factors
     jtj = (xy.index_select(0, index).view(16, 3, -1) * coef).sum(1)  # [16, J], unscaled
     jtj = (jtj.view(4, 4, -1) * scale[:, None] * scale[None]).view(16, -1)  # row factor, then column factor
     ux, uy = u[:3, 0], u[:3, 1]  # [3, S, J]
@@ -218,7 +220,7 @@ def fit_gaussians(
     clipped to the map), cut at the map border; the fit starts from amplitude = heatmap value
     there, centre = that pixel, `sigma`. As in the reference, a fit is used whenever it converged
     (a step below 1e-3 px) and is finite, wherever its centre landed; otherwise the joint stays.
-    The fit runs in float64 on the separable normal equations (13 + 13 values per axis instead of
+    The fit runs in float32 (`_FIT_DTYPE`) on the separable normal equations (13 + 13 values per axis instead of
     169 per window). A converged fit is frozen; on the CPU the loop stops once every selected fit
     converged, elsewhere it runs `iterations` steps without syncing (same result either way).
 
@@ -249,11 +251,12 @@ def fit_gaussians(
     r = torch.arange(-window, window + 1, device=dev)
     win = center[:, None, :] + r[None, :, None]  # [2, S, J]
     dt = _FIT_DTYPE
-    mask = ((win >= 0) & (win < _map_limits(w, h, str(dev)))).to(dt)  # [2, S, J] inside the map
+    inside = (win >= 0) & (win < _map_limits(w, h, str(dev)))  # [2, S, J]
+    mask = inside.to(dt)
     # the fit's layout: joints last, so each op is one pass over all of them
     z_t = windows(center.T.reshape(b, n, k, 2), window).to(dt)  # [S(y), S(x), J]
     z_t = (z_t * mask[1][:, None]).mul_(mask[0][None])  # 0 outside the map
-    wpos = win.to(dt)  # [2, S, J]
+    wpos = torch.where(inside, win.to(dt), _FAR)  # [2, S, J]
     c0 = center.to(dt)
     params = torch.cat([z_t[window, window][None], c0, torch.full_like(c0[:1], sigma)], 0)  # [4, J]
     sel = select.reshape(-1)
@@ -263,12 +266,13 @@ def fit_gaussians(
     j_real = sel.shape[0]
     pad = -j_real % _JOINT_BLOCK
     if pad:
-        z_t, wpos, mask = (F.pad(x, (0, pad)) for x in (z_t, wpos, mask))
+        z_t, wpos = F.pad(z_t, (0, pad)), F.pad(wpos, (0, pad), value=_FAR)
         params = F.pad(params, (0, pad), value=1.0)  # amplitude, centre and sigma of an idle fit
         sel = F.pad(sel, (0, pad))
     unselected = ~sel
     tables = _gram_constants(str(dev), dt)
-    state = _normal_equations(params, wpos, mask, z_t, tables)  # [25, J]
+    ones = torch.ones_like(params[0])
+    state = _normal_equations(params, wpos, z_t, tables, ones)  # [25, J]
     lam = torch.full_like(params[0], _LM_LAMBDA0)
     converged = torch.zeros_like(sel)
     stop_early = dev.type == "cpu"  # a host check is free there
@@ -289,7 +293,7 @@ def fit_gaussians(
         if stop_early and bool(torch.all(converged | unselected)):  # no cost needed for the last step
             state[:4] = torch.where(take, new_params, state[:4])
             break
-        new = _normal_equations(new_params, wpos, mask, z_t, tables)
+        new = _normal_equations(new_params, wpos, z_t, tables, ones)
         better = (new[24] < state[24]) & ~converged | take  # a NaN cost is never better
         state = torch.where(better, new, state)
         lam = torch.where(better, lam / 10.0, lam * 10.0).clamp_(1e-9, 1e9)
