@@ -223,6 +223,10 @@ def test_keep_mask_resolves_ties_with_more_bits():
 def test_keep_mask_dtype_empty_and_errors():
     assert keep_mask((2, 0, 3), 0.5).shape == (2, 0, 3)
     assert keep_mask((5, 3), 0.5, torch.float64).dtype == torch.float64
+    torch.manual_seed(2)
+    half = keep_mask((64, 1024), 0.3, torch.bfloat16)  # drawn in float32: bf16 cannot hold every int16
+    torch.manual_seed(2)
+    assert half.dtype == torch.bfloat16 and torch.equal(half.float(), keep_mask((64, 1024), 0.3))
     with pytest.raises(ValueError, match=r"^keep must be in \[0, 1\], got 1.5$"):
         keep_mask((3,), 1.5)
 

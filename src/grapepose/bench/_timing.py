@@ -45,8 +45,9 @@ def time_calls_wall_and_cpu(
 def use_baseline_kernels(model: nn.Module) -> None:
     """Run `model` on the kernels it used before the CPU speed-ups, for before/after figures.
 
-    The adaptive block's deformable conv goes back to `torchvision.ops.deform_conv2d` and attention
-    to SDPA in training too (its math path on CPU), dropout to `F.dropout`; results are the same function either way.
+    The adaptive block's deformable conv goes back to `torchvision.ops.deform_conv2d`, attention to
+    SDPA in training too (its math path on CPU) and the transformer's dropout to `F.dropout`;
+    results are the same function either way.
     """
     from grapepose.models.blocks import AdaptiveBlock
     from grapepose.models.transformer import Attention, DecoderLayer, EncoderLayer

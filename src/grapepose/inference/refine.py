@@ -221,8 +221,9 @@ def fit_gaussians(
     there, centre = that pixel, `sigma`. As in the reference, a fit is used whenever it converged
     (a step below 1e-3 px) and is finite, wherever its centre landed; otherwise the joint stays.
     The fit runs in float32 (`_FIT_DTYPE`) on the separable normal equations (13 + 13 values per
-    axis instead of 169 per window). A converged fit is frozen; on the CPU the loop stops once every selected fit
-    converged, elsewhere it runs `iterations` steps without syncing (same result either way).
+    axis instead of 169 per window). A converged fit is frozen; on the CPU the loop stops once
+    every selected fit converged, elsewhere it runs `iterations` steps without syncing (same
+    result either way).
 
     Args:
         windows: `windows(center, r)` giving the averaged heatmaps `[2r+1, 2r+1, B * N * K]` on the

@@ -85,11 +85,13 @@ def keep_mask(shape: tuple[int, ...], keep: float, dtype: torch.dtype = torch.fl
     n = math.prod(shape)
     if n == 0:
         return torch.empty(shape, dtype=dtype)
+    if dtype not in (torch.float32, torch.float64):  # 16-bit floats do not hold every int16 exactly
+        return keep_mask(shape, keep).to(dtype)
     top, low = divmod(round(keep * 2**_KEEP_BITS), 2 ** (_KEEP_BITS - 16))
     # random_(-2**63, None) fills whole 64-bit words, four 16-bit draws each (int16 is their signed view).
     bits = torch.empty(-(-n // 4), dtype=torch.int64).random_(-(2**63), None).view(torch.int16)[:n]
     threshold = top - 2**15  # unsigned u < top  <=>  signed u - 2^15 < top - 2^15
-    mask = bits.to(dtype).lt_(threshold)  # int16 values are exact in every floating dtype used here
+    mask = bits.to(dtype).lt_(threshold)  # int16 values are exact in float32 and float64
     if low:
         tied = bits.eq(threshold)
         padded = -(-n // 8) * 8  # find the rare ties by words of 8 flags: a scan 8x shorter
