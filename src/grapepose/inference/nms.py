@@ -87,12 +87,15 @@ def pose_nms(
     active = valid.clone()
     rounds = m + 1 if max_rounds is None else max_rounds
     check = valid.device.type == "cpu"  # elsewhere the test for convergence would sync with the host
+    settled = False
     for _ in range(rounds):  # fixed iteration count with an early exit on the CPU; see the docstring
         new_active, keeps = step(active)
         if check and torch.equal(new_active, active):
+            settled = True  # this round's `keeps` came from the fixed point itself
             break
         active = new_active
-    _, keeps = step(active)
+    if not settled:
+        _, keeps = step(active)
     kept = torch.zeros(b, m, dtype=torch.int32, device=valid.device)
     kept.scatter_add_(1, best, keeps.int())  # a kept best is never kept twice; add is order-independent
     return kept > 0
