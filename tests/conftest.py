@@ -36,7 +36,10 @@ def calibrated_w18(image_path, overrides=("test.base_size=128", "test.flip=false
         if isinstance(m, nn.BatchNorm2d):
             m.reset_running_stats()
             m.momentum = None  # cumulative average: one batch sets the statistics
-    model.train()
+    model.eval()
+    for m in model.modules():  # BatchNorm in training mode, nothing else: no dropout draws involved
+        if isinstance(m, nn.BatchNorm2d):
+            m.train()
     with torch.no_grad():
         model(x)
     return model.eval(), cfg

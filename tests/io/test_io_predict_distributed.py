@@ -131,7 +131,18 @@ def test_a_crashed_rank_does_not_hang_the_job(shared_data, tiny_checkpoint, tmp_
     proc = _torchrun(2, argv, script=(str(WORKER), "1"))  # rank 1 dies after its first frame (input 1)
     assert proc.returncode != 0
     assert "grapepose predict: error: a rank stopped without reporting (" in proc.stderr, proc.stderr[-3000:]
-    assert "run again with --overwrite to redo the job" in proc.stderr
+    assert "run the job again with --resume to do the rest, or with --overwrite to redo it" in proc.stderr
     merged = {r["file_name"] for r in json.loads((out / "results.json").read_text())}
     assert "000000040083.jpg" in merged  # what rank 1 finished before it died
-    assert sorted(p.name for p in out.iterdir()) == ["results.json", "results.rank1.jsonl"]  # rank 1's kept
+    journals = ["results.json", "results.rank0.jsonl", "results.rank1.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == journals  # kept, for --resume
+
+    # --resume keeps what the ranks finished and does the rest: the one-process results, byte for byte
+    done = [json.loads(line)["source"] for name in journals[1:] for line in (out / name).read_text().splitlines()]
+    resumed = _torchrun(2, [*argv, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming: {len(set(done))} of 4 inputs ({len(done)} frames) finished before" in resumed.stdout
+    one = tmp_path / "one"
+    _one_process(["predict", str(shared_data / "coco"), "--out", str(one), *_options(tiny_checkpoint, "--no-draw")])
+    assert (out / "results.json").read_text() == (one / "results.json").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]

@@ -73,8 +73,8 @@ def test_a_killed_job_leaves_parts_that_a_new_run_refuses(tmp_path):
     with pytest.raises(GrapeposeError) as e:
         OutputFolder(tmp_path).open()
     assert str(e.value) == (
-        f"{tmp_path / part_name(1)}: unfinished results of an earlier run that was killed are there; pass "
-        "--overwrite to replace them, or choose another --out"
+        f"{tmp_path / part_name(1)}: unfinished results of an earlier run that was stopped are there; pass "
+        "--resume to continue it, --overwrite to replace them, or choose another --out"
     )
     with OutputFolder(tmp_path, overwrite=True) as folder:  # --overwrite: the stale part never gets merged
         assert not (tmp_path / part_name(1)).exists()

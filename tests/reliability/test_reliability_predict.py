@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import shutil
 import signal
-import subprocess
 
 import cv2
 import numpy as np
@@ -23,7 +20,7 @@ import grapepose.io.journal as journal_mod
 import grapepose.io.runner as runner_mod
 from grapepose.api import PoseEstimator
 from grapepose.cli.main import main
-from grapepose.io.journal import read_journal
+from grapepose.io.journal import read_journal, read_journal_lines
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +97,29 @@ def test_a_signal_keeps_every_finished_image(tmp_path, tiny_checkpoint, sig, cod
     drawn = _drawn(out)
     assert 2 <= len(drawn) < 40
     assert err.strip().splitlines()[-1] == (
-        f"grapepose predict: stopped by {name}; the {len(drawn)} finished frames are in {out / 'results.json'}"
+        f"grapepose predict: stopped by {name}; the {len(drawn)} finished frames are in {out / 'results.json'} "
+        "(--resume does the rest)"
     )
     entries = results(out)
     assert {r["file_name"] for r in entries} == {n.replace("_pose", "") for n in drawn}
     assert all(len(r["keypoints"]) == 42 and np.isfinite(r["keypoints"]).all() for r in entries)
     for name_ in drawn:
         assert cv2.imread(str(out / name_)).shape == (48, 48, 3)  # every drawing is complete
+    assert len(read_journal_lines(out / "results.jsonl")) == len(drawn)  # kept for --resume
+    _resume_completes(tmp_path / "in", out, tiny_checkpoint, done=len(drawn), total=40)
+
+
+def _resume_completes(inputs, out, weights, done, total):
+    """`--resume` skips the `done` finished inputs, does the rest, and leaves an uninterrupted run's results."""
+    inputs = inputs if isinstance(inputs, list) else [inputs]
+    drawn_before = {p.name: p.stat().st_mtime_ns for p in out.glob("*_pose.*")}
+    assert len(drawn_before) == done
+    assert _predict(*inputs, "--out", out, "--resume", weights=weights) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*_pose.*") if p.name in drawn_before} == drawn_before
+    assert len(_drawn(out)) == total  # the finished drawings were not made again, the others were
+    again = out.parent / "uninterrupted"
+    assert _predict(*inputs, "--out", again, weights=weights) == 0
+    assert (out / "results.json").read_text() == (again / "results.json").read_text()
     _no_leftovers(out)
 
 
@@ -122,11 +135,17 @@ def test_kill_9_keeps_the_journal_and_the_next_run_says_so(tmp_path, tiny_checkp
     assert (out / ".grapepose-predict.lock").read_text().split()[0] == str(proc.pid)
     assert _predict(tmp_path / "in", "--out", out, weights=tiny_checkpoint) == 2
     assert capsys.readouterr().err == (
-        f"grapepose predict: error: {out / 'results.jsonl'}: unfinished results of an earlier run that was killed "
-        "are there; pass --overwrite to replace them, or choose another --out\n"
+        f"grapepose predict: error: {out / 'results.jsonl'}: unfinished results of an earlier run that was stopped "
+        "are there; pass --resume to continue it, --overwrite to replace them, or choose another --out\n"
     )
     assert f"removing the lock of a run that is no longer running (pid {proc.pid})" in caplog.text  # stale lock
     assert read_journal(out / "results.jsonl") == kept
+    lines = read_journal_lines(out / "results.jsonl")
+    _resume_completes(tmp_path / "in", out, tiny_checkpoint, done=len(lines), total=40)
+    assert capsys.readouterr().out.startswith(
+        f"resuming: {len(lines)} of 40 inputs ({len(lines)} frames) finished before, in {out / 'results.jsonl'}\n"
+        f"{40 - len(lines)} frames from {40 - len(lines)} inputs in "
+    )
 
 
 def _full_disk_after(n, monkeypatch, module, name):
@@ -145,15 +164,17 @@ def test_a_full_disk_on_a_drawing_is_one_line_and_keeps_what_finished(tmp_path, 
                                                                       monkeypatch):  # fmt: skip
     images = tiny_images(tmp_path / "in", 4)
     out = tmp_path / "out"
+    real_write = runner_mod.write_image
     _full_disk_after(2, monkeypatch, runner_mod, "write_image")
     assert _predict(*images, "--out", out, weights=tiny_checkpoint) == 2
     assert capsys.readouterr().err == (
         f"grapepose predict: error: {out / '002_pose.png'}: cannot write (No space left on device); "
-        f"the 2 frames finished before are in {out / 'results.json'}\n"
+        f"the 2 frames finished before are in {out / 'results.json'} (--resume does the rest)\n"
     )
     assert {r["file_name"] for r in results(out)} == {"000.png", "001.png"}
     assert _drawn(out) == ["000_pose.png", "001_pose.png"]
-    _no_leftovers(out)
+    monkeypatch.setattr(runner_mod, "write_image", real_write)  # space again
+    _resume_completes(images, out, tiny_checkpoint, done=2, total=4)
 
 
 def test_a_full_disk_on_results_json_keeps_the_journal(tmp_path, tiny_checkpoint, capsys, monkeypatch):

@@ -24,8 +24,16 @@ def test_ctrl_c_keeps_the_finished_frames_and_a_playable_partial_video(tmp_path,
     assert 3 <= n < 60 and frames == list(range(n))  # every drawn frame has its results, and no more
     assert frames_in(out / "clip_black.mp4") == n
     assert err.strip().splitlines()[-1] == (
-        f"grapepose predict: stopped by Ctrl-C; the {n} finished frames are in {out / 'results.json'}"
+        f"grapepose predict: stopped by Ctrl-C; the {n} finished frames are in {out / 'results.json'} "
+        "(--resume does the rest)"
     )
+    assert sorted(p.name for p in out.iterdir()) == ["clip_black.mp4", "clip_pose.mp4", "results.json",
+                                                     "results.jsonl"]  # fmt: skip
+    # --resume redoes a video stopped halfway from its first frame (a video file cannot be appended to)
+    args = [str(video), "--out", str(out), "--weights", str(tiny_checkpoint), "--show-black", *FAST, "--resume"]
+    assert main(["predict", *args]) == 0
+    assert sorted({r["frame"] for r in results(out)}) == list(range(60))
+    assert frames_in(out / "clip_pose.mp4") == frames_in(out / "clip_black.mp4") == 60
     assert sorted(p.name for p in out.iterdir()) == ["clip_black.mp4", "clip_pose.mp4", "results.json"]
 
 

@@ -33,14 +33,31 @@ def _setup(args: argparse.Namespace, world: int, report: Any) -> tuple[Any, dict
     from grapepose.io.shard import plan
     from grapepose.io.sources import expand_sources
 
+    from grapepose.cli.predict import _resume_flag
+
     folder = None
     try:
+        resume = _resume_flag(args)
         out = check_output_path(args.out, "dir")
-        folder = OutputFolder(out, overwrite=args.overwrite).open(journal=False)
+        folder = OutputFolder(out, overwrite=args.overwrite, resume=resume).open(journal=False)
+        if folder.finished_before:
+            return folder, {"nothing": f"{folder.results_path}: the earlier run in {out} went to its end; nothing "
+                                       "to resume"}  # fmt: skip
         sources, failures = expand_sources(list(args.sources), skip_outputs_in=out)
+        todo = list(range(len(sources)))
+        if resume:  # the earlier job's finished lines go into results.jsonl; the rest is split
+            from grapepose.io.resume import resume_plan
+
+            lines, done = resume_plan(folder.previous, sources, folder.path, track=args.track)
+            folder.start(lines)
+            todo = [i for i in todo if i not in done]
+            if lines:
+                print(f"resuming: {len(done)} of {len(sources)} inputs ({folder.frames} frames) finished before, "
+                      f"in {folder.path}")  # fmt: skip
         for message in failures:
             report(message)
-        shares = plan(sources, world, track=args.track, max_frames=max(0, args.max_frames))
+        shares = plan([sources[i] for i in todo], world, track=args.track, max_frames=max(0, args.max_frames))
+        shares = [[todo[j] for j in share] for share in shares]
     except (GrapeposeError, OSError) as e:
         if folder is not None:
             folder.close()
@@ -68,6 +85,10 @@ def run_sharded(args: argparse.Namespace) -> int:
         if "error" in job:  # rank 0 says it (one line, exit status 2); the others just leave
             if shard.rank == 0:
                 raise GrapeposeError(job["error"])
+            return 0
+        if "nothing" in job:  # --resume of a job that went to its end
+            if shard.rank == 0:
+                print(job["nothing"])
             return 0
         return _run(args, shard, folder, job, report, prefix)
     except GrapeposeError as e:
@@ -144,14 +165,15 @@ def _merge(
         raise GrapeposeError(error if r == 0 else f"rank {r}: {error}")
     for s in previous:  # the merge takes milliseconds: let it finish
         signal.signal(s, signal.SIG_IGN)
+    # a job that did not go to its end keeps its journals, for --resume
+    complete = reports is not None and not any(x["interrupted"] or x["fatal"] or x["error"] for x in reports)
     try:
         results, frames = merge_parts(args.out, sources, world)
         try:
-            folder.finish(results)
+            folder.finish(results, keep_journal=not complete)
         except OutputError as e:
             raise OutputError(f"{e} (each rank's finished frames are kept in {args.out / PART_GLOB})") from None
-        merged = range(world) if reports is not None else [0]  # a rank that did not report may still write
-        for r in merged:
+        for r in range(world) if complete else ():
             (args.out / part_name(r)).unlink(missing_ok=True)
     finally:
         for s, h in previous.items():
@@ -159,13 +181,13 @@ def _merge(
     if reports is None:
         raise GrapeposeError(
             f"a rank stopped without reporting ({lost}): {folder.results_path} holds the {frames} frames the ranks "
-            f"had finished, the other ranks' journals are kept ({args.out / PART_GLOB}); run again with --overwrite "
-            "to redo the job"
+            f"had finished, and their journals are kept ({args.out / PART_GLOB}): run the job again with --resume to "
+            "do the rest, or with --overwrite to redo it"
         )
     for r, rep in enumerate(reports):
         if rep["fatal"] or rep["error"]:
             raise OutputError(f"rank {r}: {rep['fatal'] or rep['error']}; the {frames} frames the ranks finished "
-                              f"are in {folder.results_path}")  # fmt: skip
+                              f"are in {folder.results_path} (--resume does the rest)")  # fmt: skip
     if not getattr(stop, "signum", None):
         stop.signum = next((x["signum"] for x in reports if x["signum"]), None)  # type: ignore[attr-defined]
     counts = " + ".join(str(x["frames"]) for x in reports)
@@ -175,5 +197,6 @@ def _merge(
         inputs=len(sources) - sum(len(x["failures"]) for x in reports), seconds=max(x["seconds"] for x in reports),
         people=len(results), results_path=folder.results_path, drawn=sum(x["drawn"] for x in reports),
         failures=failures, interrupted=any(x["interrupted"] for x in reports), ranks=f" on {world} ranks ({counts})",
+        saved=frames,
     )  # fmt: skip
 

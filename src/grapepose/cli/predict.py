@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     arg("--no-draw", action="store_true", help="write only the JSON results")
     arg("--overwrite", action="store_true",
         help="replace the results.json (and drawings) of an earlier run in --out (default: refuse to start)")
+    arg("--resume", action="store_true",
+        help="continue an earlier run in --out that was stopped or killed: inputs it finished are kept, the rest "
+             "are done (same SOURCEs and options)")
     opt.add_overrides(p, "test.base_size=384")
     arg("--max-frames", type=opt.int_range(0), default=0, metavar="N",
         help="stop each video/webcam after N frames (0: no limit; Ctrl-C also stops a webcam)")
@@ -68,6 +71,13 @@ def _signals(stop: threading.Event) -> dict[int, Any]:
         stop.set()
 
     return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _resume_flag(args: argparse.Namespace) -> bool:
+    resume = bool(getattr(args, "resume", False))
+    if resume and getattr(args, "overwrite", False):
+        raise GrapeposeError("--resume keeps an earlier run's results and --overwrite replaces them: pass one")
+    return resume
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -114,22 +124,38 @@ def run(args: argparse.Namespace) -> int:
 
     specs = list(args.sources)
     overrides = _overrides(args)
+    resume = _resume_flag(args)
     args.out = check_output_path(args.out, "dir")  # before the lock, the model and any work
-    folder = OutputFolder(args.out, overwrite=getattr(args, "overwrite", False))
-    folder.open()  # before any work: the lock, and earlier results are not replaced by accident
+    folder = OutputFolder(args.out, overwrite=getattr(args, "overwrite", False), resume=resume)
+    folder.open(journal=not resume)  # before any work: the lock, and earlier results are not replaced by accident
+    if folder.finished_before:
+        folder.close()
+        print(f"{folder.results_path}: the earlier run in {args.out} went to its end; nothing to resume")
+        return 0
     stop = threading.Event()
     previous = _signals(stop)
     try:
-        estimator = _estimator(args, overrides)
         report = _reporter()
         sources, failures = expand_sources(specs, skip_outputs_in=args.out)
+        todo, kept = None, 0
+        if resume:
+            from grapepose.io.resume import resume_plan
+
+            lines, done = resume_plan(folder.previous, sources, folder.path, track=args.track)
+            folder.start(lines)
+            todo, kept = [i for i in range(len(sources)) if i not in done], folder.frames
+            if kept:
+                print(f"resuming: {len(done)} of {len(sources)} inputs ({kept} frames) finished before, in "
+                      f"{folder.path}")  # fmt: skip
+        estimator = _estimator(args, overrides)
         for message in failures:
             report(message)
-        summary = run_predict(estimator, sources, _options(args), report=report, journal=folder, stop=stop)
+        summary = run_predict(estimator, sources, _options(args), report=report, journal=folder, stop=stop,
+                              part=todo)  # fmt: skip
         for s in previous:  # writing results.json takes milliseconds: let it finish
             signal.signal(s, signal.SIG_IGN)
         try:
-            results = folder.finish()
+            results = folder.finish(sources=sources, keep_journal=summary.interrupted or bool(summary.fatal))
         except OutputError as e:
             raise OutputError(f"{summary.fatal}; {e}" if summary.fatal else str(e)) from None
     finally:
@@ -137,11 +163,13 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(s, h)
         folder.close()
     if summary.fatal:
-        raise OutputError(f"{summary.fatal}; the {summary.frames} frames finished before are in {folder.results_path}")
+        raise OutputError(f"{summary.fatal}; the {folder.frames} frames finished before are in {folder.results_path} "
+                          "(--resume does the rest)")  # fmt: skip
     return _outcome(
-        args, stop, frames=summary.frames, inputs=len(sources) - len(summary.failures), seconds=summary.seconds,
+        args, stop, frames=summary.frames, inputs=len(todo if todo is not None else sources) - len(summary.failures),
+        seconds=summary.seconds,
         people=len(results), results_path=folder.results_path, drawn=len(summary.written),
-        failures=failures + summary.failures, interrupted=summary.interrupted,
+        failures=failures + summary.failures, interrupted=summary.interrupted, saved=folder.frames,
         webcam=any(s.kind == "webcam" for s in sources),
     )  # fmt: skip
 
@@ -149,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
 def _outcome(
     args: argparse.Namespace, stop: threading.Event, *, frames: int, inputs: int, seconds: float, people: int,
     results_path: Any, drawn: int, failures: list[str], interrupted: bool, webcam: bool = False, ranks: str = "",
+    saved: int | None = None,
 ) -> int:
     """Print the summary line (and the failures) of a finished run; its exit status."""
     rate = frames / seconds if seconds > 0 else 0.0
@@ -158,8 +187,8 @@ def _outcome(
     )
     if interrupted:
         how = "SIGTERM" if getattr(stop, "signum", signal.SIGINT) == signal.SIGTERM else "Ctrl-C"
-        print(f"grapepose predict: stopped by {how}; the {frames} finished frames are in {results_path}",
-              file=sys.stderr)  # fmt: skip
+        print(f"grapepose predict: stopped by {how}; the {frames if saved is None else saved} finished frames are in "
+              f"{results_path} (--resume does the rest)", file=sys.stderr)  # fmt: skip
     if failures:
         print(f"grapepose predict: {len(failures)} input(s) failed:", file=sys.stderr)
         for message in failures:

@@ -3,9 +3,12 @@ and the final `results.json` written from the journal.
 
 The journal (`results.jsonl`) gets one JSON line per finished image or video frame, flushed and
 fsynced after every batch, so a run killed at any moment (SIGKILL, power loss, full disk) keeps
-every batch it finished. `results.json` is written atomically from it at the end (also after Ctrl-C
-or SIGTERM), then the journal is removed. An existing `results.json` or an unfinished journal is
-never replaced unless `overwrite` is set: the run stops with one line before any work.
+every batch it finished. Each line names its input (`source`, the input's index), and a finished
+video adds a line of its own (`done`), so a later run can resume (`grapepose.io.resume`).
+`results.json` is written atomically from it at the end (also after Ctrl-C or SIGTERM, and after a
+write error); the journal is removed when the run went to its end and kept otherwise, for
+`--resume`. An existing `results.json` or an unfinished journal is never replaced unless
+`overwrite` (or `resume`) is set: the run stops with one line before any work.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ import json
 import logging
 import os
 from pathlib import Path
+from collections.abc import Sequence
 from typing import IO, Any
 
 from grapepose.errors import GrapeposeError
-from grapepose.io.files import atomic_write_json
+from grapepose.io.files import atomic_write_json, atomic_write_text
 from grapepose.utils.process import process_alive, this_host
 
-__all__ = ["OutputFolder", "OutputError", "read_journal", "read_journal_lines", "part_name", "LOCK_NAME",
-           "JOURNAL_NAME", "RESULTS_NAME", "PART_GLOB"]  # fmt: skip
+__all__ = ["OutputFolder", "OutputError", "read_journal", "read_journal_lines", "merge_lines", "part_name",
+           "LOCK_NAME", "JOURNAL_NAME", "RESULTS_NAME", "PART_GLOB"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,28 @@ def read_journal_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 def read_journal(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The COCO entries of every complete line of a journal (a torn last line is ignored)."""
-    return [entry for line in read_journal_lines(path) for entry in line["results"]]
+    return [entry for line in read_journal_lines(path) for entry in line.get("results", ())]
+
+
+def merge_lines(lines: list[dict[str, Any]], sources: Sequence[Any]) -> tuple[list[dict[str, Any]], int]:
+    """The COCO results of journal lines, as one uninterrupted process would have written them, and their frame count.
+
+    Lines are put in input order (a video's frames stay in theirs) and the image ids are given again
+    over all the inputs, the way `run_predict` gives them: a numbered image keeps its number, every
+    other finished image or frame takes the next free id. Lines of another run's part (a torchrun
+    rank, an earlier run that was resumed) merge the same way.
+    """
+    from grapepose.io.runner import _ImageIds
+
+    frames = sorted((line for line in lines if "results" in line), key=lambda line: line["source"])  # stable
+    image_id = _ImageIds(list(sources), warn=False)
+    results: list[dict[str, Any]] = []
+    for line in frames:
+        iid = image_id(sources[line["source"]])
+        for entry in line["results"]:
+            entry["image_id"] = iid  # the key keeps its place: the file is byte for byte the same
+        results += line["results"]
+    return results, len(frames)
 
 
 class OutputFolder:
@@ -62,14 +87,20 @@ class OutputFolder:
     Args:
         out_dir: the folder (created if missing).
         overwrite: replace the results of an earlier run instead of refusing to start.
+        resume: read the journals an earlier run left (`previous`) instead of refusing to start;
+            the new journal starts with the lines that `start` is given.
 
     Raises:
-        OutputError: another run holds the folder, or earlier results exist and `overwrite` is off.
+        OutputError: another run holds the folder, or earlier results exist and neither
+            `overwrite` nor `resume` is set.
     """
 
-    def __init__(self, out_dir: str | os.PathLike[str], overwrite: bool = False) -> None:
+    def __init__(self, out_dir: str | os.PathLike[str], overwrite: bool = False, resume: bool = False) -> None:
         self.out_dir = Path(out_dir)
         self.overwrite = overwrite
+        self.resume = resume
+        self.previous: list[dict[str, Any]] = []  # with `resume`: the lines of the earlier run's journals
+        self.finished_before = False  # with `resume`: the earlier run went to its end (results.json, no journal)
         self.lock = self.out_dir / LOCK_NAME
         self.path = self.out_dir / JOURNAL_NAME
         self.results_path = self.out_dir / RESULTS_NAME
@@ -116,7 +147,8 @@ class OutputFolder:
 
         Args:
             journal: start `results.jsonl` (off for a torchrun job, whose ranks write their own
-                parts; stale parts of an earlier job count as unfinished results).
+                parts; stale parts of an earlier job count as unfinished results). With `resume`
+                the journal is started by `start(kept)` once the caller knows what to keep.
         """
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -129,23 +161,27 @@ class OutputFolder:
         except PermissionError as e:
             raise OutputError(f"{self.out_dir}: output folder is not writable ({e.strerror or e})") from None
         try:
-            if not self.overwrite:
+            unfinished = [p for p in (self.path,) if p.exists()] + sorted(self.out_dir.glob(PART_GLOB))
+            if self.resume:
+                for path in unfinished:
+                    self.previous += read_journal_lines(path)
+                self.finished_before = not unfinished and self.results_path.exists()
+            elif not self.overwrite:
+                if unfinished:
+                    raise OutputError(
+                        f"{unfinished[0]}: unfinished results of an earlier run that was stopped are there; pass "
+                        "--resume to continue it, --overwrite to replace them, or choose another --out"
+                    )
                 if self.results_path.exists():
                     raise OutputError(
                         f"{self.results_path}: results of an earlier run are there; pass --overwrite to replace "
                         "them, or choose another --out"
                     )
-                unfinished = [p for p in (self.path,) if p.exists()] + sorted(self.out_dir.glob(PART_GLOB))
-                if unfinished:
-                    raise OutputError(
-                        f"{unfinished[0]}: unfinished results of an earlier run that was killed are there; pass "
-                        "--overwrite to replace them, or choose another --out"
-                    )
             else:
-                for stale in self.out_dir.glob(PART_GLOB):  # never merged into the new results
+                for stale in unfinished:  # never merged into the new results
                     stale.unlink()
-            if journal:
-                self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            if journal and not self.resume:  # a resumed journal starts with the kept lines: `start(kept)`
+                self.start()
         except OSError as e:
             self._release_lock()
             raise OutputError(f"{self.path}: cannot write ({e.strerror or e})") from None
@@ -154,11 +190,31 @@ class OutputFolder:
             raise
         return self
 
+    def start(self, kept: list[dict[str, Any]] | None = None) -> None:
+        """Begin the journal with the `kept` lines of an earlier run (written atomically before the
+        earlier journals go), or empty."""
+        if self._file is not None:
+            return
+        if not self.resume:
+            self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            return
+        text = "".join(json.dumps(line) + "\n" for line in kept or [])
+        atomic_write_text(self.path, text)
+        for part in self.out_dir.glob(PART_GLOB):  # their kept lines are in the journal now
+            part.unlink()
+        self.frames = sum("results" in line for line in kept or [])
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+
     def add(self, entries: list[dict[str, Any]], **where: Any) -> None:
         """Append one finished frame (`where`: image_id, file_name or video and frame)."""
         assert self._file is not None, "OutputFolder.open() first"
         self._file.write(json.dumps({**where, "results": entries}) + "\n")
         self.frames += 1
+
+    def mark_done(self, **where: Any) -> None:
+        """Record that an input (a video: `source`, `video`) was read to its end."""
+        assert self._file is not None, "OutputFolder.open() first"
+        self._file.write(json.dumps({**where, "done": True}) + "\n")
 
     def sync(self) -> None:
         """Flush and fsync what was appended: it survives a crash from here on."""
@@ -166,8 +222,15 @@ class OutputFolder:
             self._file.flush()
             os.fsync(self._file.fileno())
 
-    def finish(self, results: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    def finish(self, results: list[dict[str, Any]] | None = None, sources: Sequence[Any] | None = None,
+               keep_journal: bool = False) -> list[dict[str, Any]]:  # fmt: skip
         """Write `results.json` from the journal (or `results`, merged parts) atomically, then remove the journal.
+
+        Args:
+            results: the entries to write (default: the journal's).
+            sources: the run's inputs: the journal's lines are merged in input order with the image
+                ids one uninterrupted run gives (`merge_lines`; needed after a resumed run).
+            keep_journal: leave the journal for a later `--resume` (the run did not go to its end).
 
         Raises:
             OutputError: `results.json` cannot be written (the journal is kept).
@@ -178,7 +241,8 @@ class OutputFolder:
             finally:
                 self._file.close()
         if results is None:
-            results = read_journal(self.path)
+            lines = read_journal_lines(self.path) if self.path.exists() else []
+            results = merge_lines(lines, sources)[0] if sources is not None else read_journal(self.path)
         try:
             atomic_write_json(self.results_path, results)
         except OSError as e:
@@ -186,7 +250,8 @@ class OutputFolder:
                 f"{self.results_path}: cannot write ({e.strerror or e}); the {self.frames} finished frames are in "
                 f"{self.path}"
             ) from None
-        self.path.unlink(missing_ok=True)
+        if not keep_journal:
+            self.path.unlink(missing_ok=True)
         return results
 
     def close(self) -> None:

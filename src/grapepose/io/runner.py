@@ -207,12 +207,14 @@ def run_predict(
         sources: inputs from `expand_sources`.
         opts: what to write.
         report: called with one line per failed input, as it happens.
-        journal: receives `add(entries, image_id=, file_name= | video=, frame=)` for every finished
-            frame and `sync()` after every batch (a `grapepose.io.journal.OutputFolder`).
+        journal: receives `add(entries, image_id=, file_name= | video=, frame=, source=)` for every
+            finished frame (`source`: the input's index in `sources`), `mark_done(source=, video=)`
+            when a video was read to its end, and `sync()` after every batch (a
+            `grapepose.io.journal.OutputFolder`).
         stop: when set (by a signal handler), the run stops after the frame in hand, keeping it.
-        part: run only these indices of `sources` (a torchrun rank's share, `grapepose.io.shard`).
-            Output names still come from all of `sources`, and each journal line also gets
-            `source=` (the input's index), from which the merge renumbers the image ids.
+        part: run only these indices of `sources` (a torchrun rank's share, `grapepose.io.shard`,
+            or what a resumed run has left to do). Output names still come from all of `sources`;
+            the image ids are given again over all of them when the journals are merged.
 
     Returns:
         The summary; `results` holds the COCO entries of every finished frame, in input order.
@@ -225,7 +227,7 @@ def run_predict(
     failed: set[Source] = set()
     trackers: dict[Any, PoseTracker] = {}
     bs = max(1, int(predictor.batch_size))
-    position = {s: i for i, s in enumerate(sources)} if part is not None else {}
+    position = {s: i for i, s in enumerate(sources)}
     if part is not None:
         sources = [sources[i] for i in sorted(part)]
 
@@ -246,6 +248,10 @@ def run_predict(
         if journal is not None:
             journal.sync()
 
+    def video_done(src: Source) -> None:  # read to its end: a resumed run need not redo it
+        if journal is not None and src not in failed:
+            journal.mark_done(source=position[src], video=src.name)
+
     total = sum(s.kind == "image" for s in sources)
     start = time.perf_counter()
     bar = tqdm(total=total, unit="img", desc="predict", dynamic_ncols=True, disable=None if opts.progress else True,
@@ -261,6 +267,7 @@ def run_predict(
             src = frame.src
             if video is not None and video is not src:
                 finish(video)
+                video_done(video)
                 video = None
             if src in failed:
                 continue
@@ -294,7 +301,7 @@ def run_predict(
                 continue
             if journal is not None:
                 try:
-                    journal.add(entries, image_id=iid, **extra, **({"source": position[src]} if position else {}))
+                    journal.add(entries, image_id=iid, **extra, source=position[src])
                 except OSError as e:
                     summary.fatal = f"{journal.path}: cannot write ({e.strerror or e})"
                     break
@@ -309,6 +316,10 @@ def run_predict(
             if done_in_batch >= bs:
                 sync()
                 done_in_batch = 0
+        else:  # every input was read to its end
+            if video is not None:
+                finish(video)
+                video_done(video)
 
     except KeyboardInterrupt:  # Ctrl-C / SIGTERM: what finished so far is kept
         summary.interrupted = True

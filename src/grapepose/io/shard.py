@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from grapepose.errors import GrapeposeError
-from grapepose.io.journal import OutputError, OutputFolder, part_name, read_journal_lines
+from grapepose.io.journal import JOURNAL_NAME, OutputError, OutputFolder, merge_lines, part_name, read_journal_lines
 from grapepose.io.sources import Source
 
 __all__ = ["Shard", "PartJournal", "plan", "merge_parts", "world_size", "HEARTBEAT_TIMEOUT_S"]
@@ -110,26 +110,13 @@ def merge_parts(
 ) -> tuple[list[dict[str, Any]], int]:
     """The COCO results of every rank's journal, as one process would have written them, and their frame count.
 
-    Lines are put in input order (a video's frames stay in theirs) and the image ids are given again
-    over all the inputs, the way `run_predict` gives them: a numbered image keeps its number, every
-    other finished image or frame takes the next free id.
+    With the lines an earlier, resumed job kept in `results.jsonl`; see `journal.merge_lines`.
     """
-    from grapepose.io.runner import _ImageIds
-
     lines: list[dict[str, Any]] = []
-    for r in range(world):
-        path = Path(out_dir) / part_name(r)
+    for path in [Path(out_dir) / JOURNAL_NAME] + [Path(out_dir) / part_name(r) for r in range(world)]:
         if path.exists():
             lines += read_journal_lines(path)
-    lines.sort(key=lambda line: line["source"])  # stable: frames of one input keep their order
-    image_id = _ImageIds(list(sources), warn=False)
-    results: list[dict[str, Any]] = []
-    for line in lines:
-        iid = image_id(sources[line["source"]])
-        for entry in line["results"]:
-            entry["image_id"] = iid  # the key keeps its place: the file is byte for byte the same
-        results += line["results"]
-    return results, len(lines)
+    return merge_lines(lines, sources)
 
 
 def _brief(e: BaseException) -> str:
