@@ -1,4 +1,5 @@
-"""The one range check of every config field, run when a config section is made.
+"""The one range check of every config field, run when a config section is made, and the
+coercion of YAML / `key=value` values to the fields' types before it.
 
 Each rule reads as the message says it: `test.base_size must be > 0, got -64`,
 `data.flip_prob must be in [0, 1], got 2.0`, `train.amp must be one of auto, fp32, bf16, fp16, got 'x'`.
@@ -8,12 +9,14 @@ Every float field must also be finite.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import typing
 from typing import Any
 
 from grapepose.errors import ConfigError
 
-__all__ = ["RULES", "check_section"]
+__all__ = ["RULES", "check_section", "coerce_value", "suggest_key"]
 
 _UNIT = "[0, 1]"
 # key -> rule: ">0", ">=0", ">=1", "[0, 1]", "[0, 1)", "odd>=1", "0|odd>=1", or a tuple of allowed strings.
@@ -91,3 +94,47 @@ def check_section(section: str, obj: Any) -> None:
             elif not _ok(rule, v):
                 shown = value if value is v else list(value)
                 raise ConfigError(f"{key} must be {_describe(rule)}, got {shown}")
+
+
+def suggest_key(key: str, valid: typing.Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the valid key nearest to `key`, or nothing."""
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def coerce_value(value: Any, hint: Any, where: str) -> Any:
+    """A YAML or `key=value` value as the field's type `hint` (tuple, bool, int, float, str), or one clear error."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if isinstance(value, (int, float, str)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)[:1]
+        return tuple(coerce_value(v, item, where) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import typing
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from grapepose._config_checks import check_section
+from grapepose._config_checks import check_section, coerce_value, suggest_key
 from grapepose.backbones import BACKBONES
 from grapepose.errors import ConfigError, DataError
 from grapepose.keypoints import DEFAULT_SIGMA, KeypointSpec, builtin_spec, flip_index_from_names, resolve_keypoint_spec
@@ -271,50 +270,8 @@ TEST_MODES: dict[str, dict[str, Any]] = {
 def preset_config(name: str) -> Config:
     """The preset called `name` (see `PRESETS`)."""
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}{_suggest(name, PRESETS)}; presets: {', '.join(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}{suggest_key(name, PRESETS)}; presets: {', '.join(PRESETS)}")
     return PRESETS[name]
-
-
-def _suggest(key: str, valid: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        if isinstance(value, (int, float, str)):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        (item,) = typing.get_args(hint)[:1]
-        return tuple(_coerce(v, item, where) for v in value)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    return value
 
 
 def _section(cls: type, base: Any, values: Any, where: str) -> Any:
@@ -325,7 +282,7 @@ def _section(cls: type, base: Any, values: Any, where: str) -> Any:
     changes = {}
     for key, value in values.items():
         if key not in names:
-            raise ConfigError(f"unknown config key {where}.{key}{_suggest(key, names)}".replace("config key .", "config key "))
+            raise ConfigError(f"unknown config key {where}.{key}{suggest_key(key, names)}".replace("config key .", "config key "))
         hint = hints[key]
         sub = f"{where}.{key}" if where else key
         if cls is Config and key == "keypoints":
@@ -333,7 +290,7 @@ def _section(cls: type, base: Any, values: Any, where: str) -> Any:
         elif dataclasses.is_dataclass(hint):
             changes[key] = _section(hint, getattr(base, key), value, sub)
         else:
-            changes[key] = _coerce(value, hint, sub)
+            changes[key] = coerce_value(value, hint, sub)
     if cls is Config and "keypoints" not in changes and base.keypoints is not None:
         for section, name in _KEYPOINT_SOURCES:
             if section in changes and getattr(changes[section], name) != getattr(getattr(base, section), name):
