@@ -10,7 +10,7 @@ so SDPA falls back to its math path (safe softmax, a float dropout mask, several
 scaled by 1 / (1 - p)) with one 0/1 mask and a hand-written backward. Its mask comes from
 `keep_mask`, which reads 16 random bits per element from whole 64-bit words of the default
 generator: on CPU `bernoulli_` draws serially at ~5 ns an element, and the 7 masks of a training
-step cost a quarter of it.
+step, with those of the other dropouts, took a quarter of a two-thread step.
 `Attention.attention_impl = "sdpa"` (or `GRAPEPOSE_ATTENTION=sdpa` in the environment, read at
 import) restores SDPA everywhere, to benchmark against (`grapepose bench train --baseline`).
 """
