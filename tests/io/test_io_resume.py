@@ -126,3 +126,34 @@ def test_a_resumed_folder_keeps_its_journal_until_start(tmp_path):
     with OutputFolder(tmp_path, resume=True) as folder:  # open() alone must not empty the earlier journal
         assert len(folder.previous) == 1
         assert (tmp_path / "results.jsonl").read_text().count("\n") == 1
+
+
+class _Camera:
+    """A webcam whose user presses Ctrl-C after three frames (how a webcam run ends)."""
+
+    fps, frame_count = 10.0, None
+
+    def __init__(self, source) -> None:
+        pass
+
+    def __iter__(self):
+        for i in range(3):
+            yield __import__("numpy").full((32, 48, 3), 90 + i, "uint8")
+        raise KeyboardInterrupt
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_webcam_run_ended_by_ctrl_c_leaves_nothing_to_resume(tmp_path, tiny_checkpoint, capsys, monkeypatch):
+    import grapepose.io.runner as runner
+
+    monkeypatch.setattr(runner, "VideoReader", _Camera)
+    args = ["predict", "0", "--out", str(tmp_path), "--weights", str(tiny_checkpoint), "--device", "cpu",
+            "--no-draw", "--score-thr", "0", "--set", "test.base_size=64"]  # fmt: skip
+    assert main(args) == 0
+    n = len({r["frame"] for r in json.loads((tmp_path / "results.json").read_text())})
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"grapepose predict: stopped by Ctrl-C; the {n} finished frames are in {tmp_path / 'results.json'}"
+    )  # and no "--resume does the rest"
+    assert n >= 1 and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]  # no journal: it is complete

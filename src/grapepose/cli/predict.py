@@ -154,8 +154,10 @@ def run(args: argparse.Namespace) -> int:
                               part=todo)  # fmt: skip
         for s in previous:  # writing results.json takes milliseconds: let it finish
             signal.signal(s, signal.SIG_IGN)
+        webcam = any(s.kind == "webcam" for s in sources)  # Ctrl-C is how a webcam run ends: nothing to resume
         try:
-            results = folder.finish(sources=sources, keep_journal=summary.interrupted or bool(summary.fatal))
+            stopped = summary.interrupted and not webcam
+            results = folder.finish(sources=sources, keep_journal=stopped or bool(summary.fatal))
         except OutputError as e:
             raise OutputError(f"{summary.fatal}; {e}" if summary.fatal else str(e)) from None
     finally:
@@ -169,8 +171,7 @@ def run(args: argparse.Namespace) -> int:
         args, stop, frames=summary.frames, inputs=len(todo if todo is not None else sources) - len(summary.failures),
         seconds=summary.seconds,
         people=len(results), results_path=folder.results_path, drawn=len(summary.written),
-        failures=failures + summary.failures, interrupted=summary.interrupted, saved=folder.frames,
-        webcam=any(s.kind == "webcam" for s in sources),
+        failures=failures + summary.failures, interrupted=summary.interrupted, saved=folder.frames, webcam=webcam,
     )  # fmt: skip
 
 
@@ -187,8 +188,9 @@ def _outcome(
     )
     if interrupted:
         how = "SIGTERM" if getattr(stop, "signum", signal.SIGINT) == signal.SIGTERM else "Ctrl-C"
+        rest = "" if webcam else " (--resume does the rest)"
         print(f"grapepose predict: stopped by {how}; the {frames if saved is None else saved} finished frames are in "
-              f"{results_path} (--resume does the rest)", file=sys.stderr)  # fmt: skip
+              f"{results_path}{rest}", file=sys.stderr)  # fmt: skip
     if failures:
         print(f"grapepose predict: {len(failures)} input(s) failed:", file=sys.stderr)
         for message in failures:
