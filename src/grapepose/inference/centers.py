@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["center_pool_kernel", "find_centers", "local_maxima", "max_filter"]
 
@@ -19,21 +18,18 @@ def center_pool_kernel(height: int, width: int, kernel: int = 0) -> int:
 def max_filter(maps: torch.Tensor, kernel: int) -> torch.Tensor:
     """`kernel x kernel` sliding maximum of `[B, C, h, w]` (= max_pool2d, stride 1, same size).
 
-    Separable running maxima of shifted slices: several times faster than `max_pool2d` on CPU
-    for the large upsampled heatmaps, and exactly equal.
+    Separable maxima of shifted slices (no padded copies): several times faster than `max_pool2d`
+    on CPU, and exactly equal.
     """
     r = (kernel - 1) // 2
-    if r == 0:
-        return maps.clone()
-    h, w = maps.shape[-2:]
-    padded = F.pad(maps, (r, r, 0, 0), value=-torch.inf)
-    rows = padded[..., 0:w].clone()
-    for d in range(1, kernel):
-        torch.maximum(rows, padded[..., d : d + w], out=rows)
-    padded = F.pad(rows, (0, 0, r, r), value=-torch.inf)
-    out = padded[..., 0:h, :].clone()
-    for d in range(1, kernel):
-        torch.maximum(out, padded[..., d : d + h, :], out=out)
+    rows = maps.clone()
+    for d in range(1, r + 1):  # the neighbours d cells to the left and to the right (none past the edge)
+        torch.maximum(rows[..., d:], maps[..., :-d], out=rows[..., d:])
+        torch.maximum(rows[..., :-d], maps[..., d:], out=rows[..., :-d])
+    out = rows.clone()
+    for d in range(1, r + 1):  # then above and below
+        torch.maximum(out[..., d:, :], rows[..., :-d, :], out=out[..., d:, :])
+        torch.maximum(out[..., :-d, :], rows[..., d:, :], out=out[..., :-d, :])
     return out
 
 

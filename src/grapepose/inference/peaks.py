@@ -178,6 +178,17 @@ def _block_topk(values: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tenso
     return top, which.gather(2, torch.div(pos, _BLOCK, rounding_mode="floor")) * _BLOCK + pos % _BLOCK
 
 
+@functools.lru_cache(maxsize=8)
+def _minus_inf(device: str) -> torch.Tensor:
+    return torch.tensor(-torch.inf, device=device)
+
+
+@functools.lru_cache(maxsize=64)
+def _map_starts(b: int, k: int, size: int, device: str) -> torch.Tensor:
+    """`[B, K, 1]` int32: where each of the B x K node maps starts in their flattened tensor."""
+    return (torch.arange(b * k, device=device, dtype=torch.int32) * size).view(b, k, 1)
+
+
 def _pair_max(x: torch.Tensor) -> torch.Tensor:
     """`max(x[i - 1], x[i + 1])` along the last axis, -inf past the ends."""
     padded = F.pad(x, (1, 1), value=-torch.inf)
@@ -235,7 +246,7 @@ def lattice_peaks(
     higher = _axial_max(v)
     shortfall = torch.sub(v, higher, out=higher).clamp_max_(0.0)
     nl = v.shape[2] * v.shape[3]
-    neg = torch.tensor(-torch.inf, device=dev)
+    neg = _minus_inf(str(dev))
     # candidates of the final strips share the value and the orthogonal test of the last node
     col, row = v[..., :, lx], v[..., ly, :]  # [B, K, Ly+1], [B, K, Lx+1]
     col_ok = col >= _pair_max(col)  # up and down
@@ -261,7 +272,7 @@ def lattice_peaks(
     off_all, wt_all = layout["off"], layout["wt"]
     assert isinstance(off_all, torch.Tensor) and isinstance(wt_all, torch.Tensor)
     flat = v.reshape(-1)
-    base = (torch.arange(b * k, device=dev, dtype=torch.int32) * v[0, 0].numel()).view(b, k, 1)
+    base = _map_starts(b, k, v[0, 0].numel(), str(dev))
 
     # Most candidates that pass the axial test pass the window test too when r < g (only the
     # diagonal mixes can fail it); with r == g the window's corners are the diagonal nodes.
