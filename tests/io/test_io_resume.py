@@ -157,3 +157,25 @@ def test_a_webcam_run_ended_by_ctrl_c_leaves_nothing_to_resume(tmp_path, tiny_ch
         f"grapepose predict: stopped by Ctrl-C; the {n} finished frames are in {tmp_path / 'results.json'}"
     )  # and no "--resume does the rest"
     assert n >= 1 and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]  # no journal: it is complete
+
+
+def test_a_full_disk_when_the_resumed_journal_is_written_is_one_line_and_keeps_the_old_one(tmp_path, monkeypatch):
+    import errno
+
+    import grapepose.io.journal as journal_mod
+
+    old = json.dumps(_image(0, "1.jpg")) + "\n"
+    (tmp_path / "results.jsonl").write_text(old)
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(journal_mod, "atomic_write_text", full)
+    folder = OutputFolder(tmp_path, resume=True).open(journal=False)
+    try:
+        with pytest.raises(GrapeposeError) as e:
+            folder.start(folder.previous)
+    finally:
+        folder.close()
+    assert str(e.value) == f"{tmp_path / 'results.jsonl'}: cannot write (No space left on device)"
+    assert (tmp_path / "results.jsonl").read_text() == old

@@ -199,11 +199,14 @@ class OutputFolder:
             self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
             return
         text = "".join(json.dumps(line) + "\n" for line in kept or [])
-        atomic_write_text(self.path, text)
-        for part in self.out_dir.glob(PART_GLOB):  # their kept lines are in the journal now
-            part.unlink()
+        try:
+            atomic_write_text(self.path, text)  # the earlier journals stay until this one is complete
+            for part in self.out_dir.glob(PART_GLOB):  # their kept lines are in the journal now
+                part.unlink()
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot write ({e.strerror or e})") from None
         self.frames = sum("results" in line for line in kept or [])
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
     def add(self, entries: list[dict[str, Any]], **where: Any) -> None:
         """Append one finished frame (`where`: image_id, file_name or video and frame)."""
