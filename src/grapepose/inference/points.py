@@ -38,12 +38,6 @@ def _channel_permutation(flip_index: tuple[int, ...], device: str) -> torch.Tens
     return torch.tensor([*flip_index, len(flip_index)], dtype=torch.long, device=device)
 
 
-@functools.lru_cache(maxsize=64)
-def _axis_limits(w: int, h: int, valid_x: int, valid_y: int, factor: int, device: str) -> torch.Tensor:
-    """`[2, 2]`: per axis (x, y) the last pixel before the replicated strip and the last cell."""
-    return torch.tensor([[factor * (valid_x - 1), factor * (valid_y - 1)], [w - 1, h - 1]], device=device)
-
-
 class ScaleReader:
     """Flip-merged keypoint heatmaps, visibility and pose field of one test scale, read at points.
 
@@ -189,15 +183,6 @@ class ScaleReader:
     def _corners(self, px: torch.Tensor, py: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Cells and weights of the bilinear mix at integer pixels, as `maps.sample_upsampled`."""
         _, h, w = self.shape
-        if self.int_factor and px.shape == py.shape:  # both axes in one pass of each op
-            f = self.int_factor
-            limits = _axis_limits(w, h, self.valid[1], self.valid[0], f, str(px.device))
-            shape = (2,) + (1,) * px.dim()
-            p = torch.minimum(torch.stack([px, py]), limits[0].view(shape))
-            i0 = torch.div(p, f, rounding_mode="floor")
-            frac = (p - i0 * f).float() * (1.0 / f)
-            i1 = torch.minimum(i0 + 1, limits[1].view(shape))
-            return i0[0], i1[0], i0[1], i1[1], frac[0], frac[1]
         x0, x1, ax = self._axis_cells(px, w, self.valid[1])
         y0, y1, ay = self._axis_cells(py, h, self.valid[0])
         return x0, x1, y0, y1, ax, ay
