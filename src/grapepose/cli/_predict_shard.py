@@ -41,19 +41,17 @@ def _setup(args: argparse.Namespace, world: int, report: Any) -> tuple[Any, dict
         out = check_output_path(args.out, "dir")
         folder = OutputFolder(out, overwrite=args.overwrite, resume=resume).open(journal=False)
         if folder.finished_before:
-            return folder, {"nothing": f"{folder.results_path}: the earlier run in {out} went to its end; nothing "
-                                       "to resume"}  # fmt: skip
+            from grapepose.io.resume import nothing_to_resume
+
+            return folder, {"nothing": nothing_to_resume(folder)}
         sources, failures = expand_sources(list(args.sources), skip_outputs_in=out)
         todo = list(range(len(sources)))
         if resume:  # the earlier job's finished lines go into results.jsonl; the rest is split
-            from grapepose.io.resume import resume_plan
+            from grapepose.io.resume import start_resumed
 
-            lines, done = resume_plan(folder.previous, sources, folder.path, track=args.track)
-            folder.start(lines)
-            todo = [i for i in todo if i not in done]
-            if lines:
-                print(f"resuming: {len(done)} of {len(sources)} inputs ({folder.frames} frames) finished before, "
-                      f"in {folder.path}")  # fmt: skip
+            todo, said = start_resumed(folder, sources, track=args.track)
+            if said:
+                print(said)
         for message in failures:
             report(message)
         shares = plan([sources[i] for i in todo], world, track=args.track, max_frames=max(0, args.max_frames))

@@ -129,24 +129,23 @@ def run(args: argparse.Namespace) -> int:
     folder = OutputFolder(args.out, overwrite=getattr(args, "overwrite", False), resume=resume)
     folder.open(journal=not resume)  # before any work: the lock, and earlier results are not replaced by accident
     if folder.finished_before:
+        from grapepose.io.resume import nothing_to_resume
+
         folder.close()
-        print(f"{folder.results_path}: the earlier run in {args.out} went to its end; nothing to resume")
+        print(nothing_to_resume(folder))
         return 0
     stop = threading.Event()
     previous = _signals(stop)
     try:
         report = _reporter()
         sources, failures = expand_sources(specs, skip_outputs_in=args.out)
-        todo, kept = None, 0
+        todo = None
         if resume:
-            from grapepose.io.resume import resume_plan
+            from grapepose.io.resume import start_resumed
 
-            lines, done = resume_plan(folder.previous, sources, folder.path, track=args.track)
-            folder.start(lines)
-            todo, kept = [i for i in range(len(sources)) if i not in done], folder.frames
-            if kept:
-                print(f"resuming: {len(done)} of {len(sources)} inputs ({kept} frames) finished before, in "
-                      f"{folder.path}")  # fmt: skip
+            todo, said = start_resumed(folder, sources, track=args.track)
+            if said:
+                print(said)
         estimator = _estimator(args, overrides)
         for message in failures:
             report(message)

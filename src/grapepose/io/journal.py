@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import IO, Any
 
 from grapepose.errors import GrapeposeError
@@ -243,9 +243,10 @@ class OutputFolder:
                 self.sync()
             finally:
                 self._file.close()
-        if results is None:
-            lines = read_journal_lines(self.path) if self.path.exists() else []
-            results = merge_lines(lines, sources)[0] if sources is not None else read_journal(self.path)
+        if results is None and sources is not None:
+            results = merge_lines(read_journal_lines(self.path) if self.path.exists() else [], sources)[0]
+        elif results is None:
+            results = read_journal(self.path)
         try:
             atomic_write_json(self.results_path, results)
         except OSError as e:

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from grapepose.io.journal import OutputError
+from grapepose.io.journal import OutputError, OutputFolder
 from grapepose.io.sources import Source
 
-__all__ = ["resume_plan"]
+__all__ = ["resume_plan", "start_resumed", "nothing_to_resume"]
 
 
 def _name(line: dict[str, Any]) -> str | None:
@@ -74,3 +74,25 @@ def resume_plan(
             if not members <= done:
                 done -= members
     return [line for line in unique if line["source"] in done], done
+
+
+def nothing_to_resume(folder: OutputFolder) -> str:
+    """The line `--resume` prints when the earlier run in `folder` went to its end."""
+    return f"{folder.results_path}: the earlier run in {folder.out_dir} went to its end; nothing to resume"
+
+
+def start_resumed(folder: OutputFolder, sources: Sequence[Source], track: bool = False) -> tuple[list[int], str]:
+    """Start `folder`'s journal with what its earlier run finished; the inputs left to do.
+
+    Returns:
+        The indices of `sources` still to run, and the line to print ("" when nothing was kept).
+
+    Raises:
+        OutputError: see `resume_plan`; or the journal cannot be written.
+    """
+    lines, done = resume_plan(folder.previous, sources, folder.path, track=track)
+    folder.start(lines)
+    todo = [i for i in range(len(sources)) if i not in done]
+    said = (f"resuming: {len(done)} of {len(sources)} inputs ({folder.frames} frames) finished before, in "
+            f"{folder.path}") if lines else ""  # fmt: skip
+    return todo, said
