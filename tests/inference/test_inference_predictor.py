@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from inference_helpers import PERSON_640x425, BlobModel, NullModel, draw_person
+from people_matching import assert_same_people
 from PIL import Image
 
 from grapepose.config import TestConfig as Cfg
@@ -130,4 +131,5 @@ def test_real_network_runs_end_to_end():
     for img, got in zip(images, batch):
         assert got.keypoints.shape[1:] == (17, 3) and len(got) > 0 and np.isfinite(got.keypoints).all()
         (one,) = pred(img)
-        np.testing.assert_allclose(one.keypoints, got.keypoints, atol=1e-3)
+        # the random network's people may tie in score to the 6th digit: their order is not defined
+        assert_same_people(one.keypoints, got.keypoints, atol=1e-3, a_scores=one.scores, b_scores=got.scores)

@@ -134,11 +134,14 @@ def test_a_crashed_rank_does_not_hang_the_job(shared_data, tiny_checkpoint, tmp_
     assert "run the job again with --resume to do the rest, or with --overwrite to redo it" in proc.stderr
     merged = {r["file_name"] for r in json.loads((out / "results.json").read_text())}
     assert "000000040083.jpg" in merged  # what rank 1 finished before it died
-    journals = ["results.json", "results.rank0.jsonl", "results.rank1.jsonl"]
-    assert sorted(p.name for p in out.iterdir()) == journals  # kept, for --resume
+    # torchrun stops rank 0 (SIGTERM) when rank 1 dies: it may not have finished a frame by then, and a
+    # rank's empty journal is removed, so only rank 1's journal is certain to be kept for --resume
+    names = sorted(p.name for p in out.iterdir())
+    assert names in (["results.json", "results.rank1.jsonl"],
+                     ["results.json", "results.rank0.jsonl", "results.rank1.jsonl"]), names  # fmt: skip
 
     # --resume keeps what the ranks finished and does the rest: the one-process results, byte for byte
-    done = [json.loads(line)["source"] for name in journals[1:] for line in (out / name).read_text().splitlines()]
+    done = [json.loads(line)["source"] for name in names[1:] for line in (out / name).read_text().splitlines()]
     resumed = _torchrun(2, [*argv, "--resume"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming: {len(set(done))} of 4 inputs ({len(done)} frames) finished before" in resumed.stdout
