@@ -39,8 +39,8 @@ def resolve_weights(source: str | os.PathLike[str]) -> Path:
     if str(source) == "demo":
         if not DEMO_WEIGHTS.is_file():
             raise CheckpointError(
-                f"the demo weights are not bundled yet ({DEMO_WEIGHTS} is missing); "
-                "pass a checkpoint file or a preset name instead"
+                f"{DEMO_WEIGHTS}: the bundled demo model is missing from this installation (reinstall grapepose); "
+                "or pass a checkpoint file or a preset name instead"
             )
         return DEMO_WEIGHTS
     path = Path(source).expanduser()
@@ -131,6 +131,11 @@ class PoseEstimator:
     @property
     def device(self) -> torch.device:
         return torch.device(self.predictor.device)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """How the model was made (command, training data, held-out AP), as its file records it; {} if unknown."""
+        return dict(getattr(self.model, "info", None) or {})
 
     def predict(self, images: ImageLike | Iterable[ImageLike]) -> list[Poses]:
         """Poses for every image, batched: a list, or a `[N, 3, H, W]` batch (see `grapepose.inference.images`).

@@ -43,7 +43,7 @@ def test_python_api_example_runs(tmp_path, shared_data, tiny_checkpoint, monkeyp
 
 def test_demo_weights_missing_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(grapepose.api, "DEMO_WEIGHTS", tmp_path / "weights" / "demo.safetensors")
-    with pytest.raises(CheckpointError, match="demo weights are not bundled yet"):
+    with pytest.raises(CheckpointError, match="the bundled demo model is missing from this installation"):
         PoseEstimator.from_pretrained("demo")
     with pytest.raises(CheckpointError, match=r"nope\.safetensors: no such checkpoint file"):
         PoseEstimator.from_pretrained(tmp_path / "nope.safetensors")

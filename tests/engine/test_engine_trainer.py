@@ -12,6 +12,7 @@ from engine_helpers import tiny_overrides
 from grapepose.config import load_config
 from grapepose.engine import Trainer
 from grapepose.engine.checkpoint import load_state
+from grapepose.errors import ConfigError
 
 
 def test_overfits_two_images(crowdpose: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,7 +110,11 @@ def test_time_limit_stops_after_a_step_and_resumes(crowdpose: Path, tmp_path: Pa
     assert result.step == 1 and not result.finished
     assert load_state(tmp_path / "last.pt")["step"] == 1
     second = Trainer(cfg, tmp_path, device="cpu", progress=False)
-    assert second.step == 1 and second.fit().finished and second.step == 4
+    assert second.step == 1 and second.seconds_per_step > 0  # the first chunk's step time is kept
+    with pytest.raises(ConfigError, match=r"^a time limit of 1e-09 s is below one training step of this run \("):
+        second.fit(max_seconds=1e-9)  # refused before it starts: no step taken, nothing written
+    assert second.step == 1 and load_state(tmp_path / "last.pt")["step"] == 1
+    assert second.fit().finished and second.step == 4
 
 
 def test_ablation_without_global_context_trains_and_predicts(crowdpose: Path, tmp_path: Path) -> None:

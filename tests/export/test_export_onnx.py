@@ -154,7 +154,7 @@ def test_export_cli_errors(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "none.safetensors: no such checkpoint file" in err
     assert main(["export", "--weights", "demo", "--out", str(tmp_path / "x.onnx")]) == 2
-    assert "demo weights are not bundled yet" in capsys.readouterr().err
+    assert "the bundled demo model is missing from this installation" in capsys.readouterr().err
     out = ["--out", str(tmp_path / "x.onnx")]
     assert main(["export", "--preset", "crowdpose_w18", "--opset", "18", "--deform-op", *out]) == 2
     err = capsys.readouterr().err.strip()

@@ -13,7 +13,15 @@ from torch import Tensor
 from grapepose.cli.main import main
 from grapepose.config import load_config
 from grapepose.errors import CheckpointError
-from grapepose.models import GrapeNet, build_model, init_backbone_from_imagenet, load_model, read_checkpoint, save_model
+from grapepose.models import (
+    GrapeNet,
+    build_model,
+    init_backbone_from_imagenet,
+    load_model,
+    read_checkpoint,
+    read_model_info,
+    save_model,
+)
 
 # Our top-level module -> the reference's, written from JBNU-VL/grape2dpose code/lib/models/grape_model.py:
 # heads are ModuleList([Sequential(block), Conv2d]) ("X.0.0." block, "X.1." final conv), the 1x1/2x2
@@ -105,6 +113,30 @@ def test_config_travels_with_the_file(tmp_path):
     save_model(build_model(cfg), path)
     loaded = load_model(path)
     assert loaded.config == cfg and not loaded.global_context
+
+
+def test_info_record_round_trip(tmp_path, capsys):
+    cfg = load_config("coco_w18s", ["model.d_model=32", "model.dim_feedforward=64", "model.nhead=2"])
+    info = {"command": "grapepose train --preset coco_w18s", "trained_on": "synthetic crowds",
+            "heldout_ap": {"sparse": 0.61, "crowd": 0.42}}  # fmt: skip
+    src, dst = tmp_path / "plain.safetensors", tmp_path / "released.safetensors"
+    save_model(build_model(cfg), src)
+    assert read_model_info(src) == {} and load_model(src).info == {}
+    (tmp_path / "info.json").write_text(__import__("json").dumps(info))
+    assert main(["convert", str(src), "--out", str(dst), "--half", "--info", str(tmp_path / "info.json")]) == 0
+    assert read_model_info(dst) == info
+    loaded = load_model(dst)
+    assert loaded.info == info and loaded.config == cfg
+    again = tmp_path / "again.safetensors"
+    save_model(loaded, again)  # the record travels with the model
+    assert read_model_info(again) == info
+    capsys.readouterr()
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    assert main(["convert", str(src), "--out", str(tmp_path / "x.safetensors"), "--info", str(tmp_path / "bad.json")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"grapepose convert: error: {tmp_path / 'bad.json'}: expected a JSON object, got a list"
+    )
+    assert not (tmp_path / "x.safetensors").exists()
 
 
 def test_half_file_keeps_batchnorm_fp32(model, tmp_path):

@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_preset(p, "preset or YAML config giving the architecture and the config stored in the output "
                    "(default: inferred from the weights: K from the heatmap head, width from the backbone)")
     p.add_argument("--half", action="store_true", help="store weights as fp16 (BatchNorm stays fp32)")
+    p.add_argument("--info", metavar="JSON", default=None,
+                   help="a JSON object stored in the output as the model's record (how it was made: command, "
+                        "data, held-out AP); replaces the record SRC carries")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,8 +36,27 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         raise GrapeposeError("give the output file: --out OUT.safetensors")
     check_output_path(args.out, "file")  # before the checkpoint is read
+    info = _read_info(args.info) if args.info is not None else None
     model = load_model(args.src, preset=args.preset)
-    save_model(model, args.out, half=args.half)
+    save_model(model, args.out, half=args.half, info=info)
     n = sum(p.numel() for p in model.parameters())
     print(f"{args.src} -> {args.out}: {model.config.name}, {n:,} parameters, {'fp16' if args.half else 'fp32'}")
     return 0
+
+
+def _read_info(path: str) -> dict[str, object]:
+    """The JSON object in `path` (one error line naming the file otherwise)."""
+    import json
+
+    from grapepose.errors import GrapeposeError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except FileNotFoundError:
+        raise GrapeposeError(f"{path}: no such file") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise GrapeposeError(f"{path}: not valid JSON ({str(e).splitlines()[0][:200]})") from None
+    if not isinstance(info, dict):
+        raise GrapeposeError(f"{path}: expected a JSON object, got a {type(info).__name__}")
+    return info

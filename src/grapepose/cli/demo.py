@@ -23,10 +23,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_device(p)
     p.add_argument("--num-synthetic", type=opt.int_range(1), default=4, metavar="N",
                    help="synthetic crowd images to generate and score (default 4)")
-    p.add_argument("--size", type=opt.int_range(MIN_SIZE, MAX_SIZE), default=384, metavar="S",
-                   help="side of the synthetic images (default: 384)")
+    p.add_argument("--size", type=opt.int_range(MIN_SIZE, MAX_SIZE), default=256, metavar="S",
+                   help="side of the synthetic images (default: 256, the demo model's held-out size)")
     p.add_argument("--photos", metavar="DIR", default=None,
                    help="folder of photos to predict on too (default: none; `./dev demo` passes ../shared/data/demo)")
+
+
+def _describe(weights: str, info: dict[str, object]) -> str:
+    """What the model is, in plain words, from the record its file carries."""
+    if weights != "demo":
+        return f"model: {weights}" + (f" ({info['trained_on']})" if info.get("trained_on") else "")
+    held = info.get("heldout_ap")
+    aps = ", ".join(f"{k} AP {v:.3f}" for k, v in held.items()) if isinstance(held, dict) else "not recorded"
+    return (
+        f"model: the bundled demo model ({info.get('preset', '?')}), trained on {info.get('trained_on', '?')}.\n"
+        "       It is a demonstration of the pipeline, not a real-photo model: expect it to find few people\n"
+        "       in real photos. For real photos use the authors' CrowdPose checkpoint (docs/MODELS.md) or a\n"
+        f"       GPU training run (docs/TRAINING.md). Its held-out AP on synthetic scenes: {aps}."
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     trained = not (args.weights == "demo" and not DEMO_WEIGHTS.is_file())
     if trained:
         estimator = PoseEstimator.from_pretrained(args.weights, device=args.device)
+        print(_describe(args.weights, estimator.info), flush=True)
     else:
         print(
             "NOTE: no trained demo model is bundled yet (training one needs a GPU; see docs/BENCHMARKS.md).\n"
@@ -79,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     atomic_write_json(results_path, summary.results)
     metrics = evaluate_results(summary.results, synth_dir / "annotations.json", kind="coco")
     label = "demo model" if trained else "UNTRAINED network"
-    print(f"synthetic crowd: {summary.frames} images, {len(summary.results)} people -> {results_path}")
+    print(f"synthetic crowd: {summary.frames} images, {len(summary.results)} people -> {results_path}; "
+          f"AP {metrics['AP']:.3f} against their ground truth (drawn: {synth_dir / 'drawn'})")
     print(format_metrics_table(metrics, f"{label} on synthetic crowd"))
     if failures:
         print(f"grapepose demo: {len(failures)} input(s) failed", file=sys.stderr)

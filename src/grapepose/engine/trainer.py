@@ -38,7 +38,7 @@ from grapepose.engine.precision import resolve_precision
 from grapepose.engine.sampling import BatchStream
 from grapepose.engine.setup import build_train_source, initialize_weights, seed_everything, source_spec
 from grapepose.engine.step import apply_update, forward_backward
-from grapepose.errors import CheckpointError, GrapeposeError
+from grapepose.errors import CheckpointError, ConfigError, GrapeposeError
 from grapepose.io.files import atomic_write_text
 from grapepose.utils.memory import retain_freed_memory
 
@@ -121,6 +121,7 @@ class Trainer:
         model = build_model(cfg)
         self.model: nn.Module = model
         self.step, self.best_ap = 0, -1.0
+        self.seconds_per_step = 0.0  # mean time of this run's steps (saved, so a resumed chunk can check its limit)
         resuming = self._resume_wanted(resume)
         if not resuming:
             initialize_weights(model, weights, init_backbone)
@@ -189,6 +190,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.step = int(state["step"])
         self.best_ap = float(state.get("best_ap", -1.0))
+        self.seconds_per_step = float(state.get("seconds_per_step", 0.0))
         if int(state.get("steps_per_epoch", self.steps_per_epoch)) != self.steps_per_epoch:
             log.warning("%s: steps per epoch changed from %s to %d; epoch boundaries move",
                         path, state.get("steps_per_epoch"), self.steps_per_epoch)  # fmt: skip
@@ -209,6 +211,7 @@ class Trainer:
             "step": self.step,
             "steps_per_epoch": self.steps_per_epoch,
             "best_ap": self.best_ap,
+            "seconds_per_step": self.seconds_per_step,
             "rng": self._gather_rng(),
             "config": config_to_dict(self.config),
         }
@@ -278,6 +281,11 @@ class Trainer:
         Stopping early writes `last.pt`, so running `fit` again (or the same command) resumes
         exactly where it stopped (a time limit stops after a whole step; every rank stops at the same one).
         """
+        if max_seconds and max_seconds < self.seconds_per_step:
+            raise ConfigError(
+                f"a time limit of {max_seconds:.3g} s is below one training step of this run "
+                f"({self.seconds_per_step:.3g} s per step so far): it would stop after one step; give more time"
+            )
         self._deadline = time.monotonic() + max_seconds if max_seconds else None
         tcfg, spe = self.config.train, self.steps_per_epoch
         total = tcfg.epochs * spe
@@ -316,7 +324,10 @@ class Trainer:
                        disable=not self.progress, dynamic_ncols=True, leave=False)  # fmt: skip
             with bar:
                 while self.step < stop:
+                    started = time.monotonic()
                     losses = self.train_step(next(batches))
+                    took, n = time.monotonic() - started, min(self.step, 100)  # a mean over the last ~100 steps
+                    self.seconds_per_step = (self.seconds_per_step * (n - 1) + took) / n if n > 1 else took
                     self.history.append(losses)
                     monitor.update(self.step, epoch, losses, [g["lr"] for g in self.optimizer.param_groups])
                     bar.set_postfix(loss=f"{losses['total']:.4g}", img_s=f"{monitor.images_per_s:.1f}", refresh=False)

@@ -15,6 +15,7 @@ from grapepose.models.checkpoint import (
     load_model,
     load_state_dict_strict,
     read_checkpoint,
+    read_model_info,
     save_model,
 )
 from grapepose.models.grape import GLOBAL_CONTEXT_MODULES, GrapeNet, GrapeOutput
@@ -23,6 +24,6 @@ from grapepose.models.transformer import TransformerDecoder, TransformerEncoder,
 __all__ = [
     "AdaptiveBlock", "BasicBlock", "ConvBNReLU", "GLOBAL_CONTEXT_MODULES", "GrapeNet", "GrapeOutput", "HRNET_WIDTHS",
     "HRNetBackbone", "Head", "TransformerDecoder", "TransformerEncoder", "build_model", "init_backbone_from_imagenet",
-    "load_model", "load_state_dict_strict", "model_config_of", "model_metadata", "read_checkpoint", "save_model",
+    "load_model", "load_state_dict_strict", "model_config_of", "model_metadata", "read_checkpoint", "read_model_info", "save_model",
     "sine_position_encoding",
 ]  # fmt: skip

@@ -1,7 +1,8 @@
 """Model checkpoints: our safetensors format, the authors' `.pth`/`.pth.tar` files, HRNet ImageNet weights.
 
 Our format is a safetensors file of the `GrapeNet` state dict with metadata
-`{"format": "grapepose", "version": "1", "config": <JSON of config_to_dict>}`. Files are only ever
+`{"format": "grapepose", "version": "1", "config": <JSON of config_to_dict>}` and, for a released
+model, `"info"`: JSON of how it was made (the command, the data, its held-out AP). Files are only ever
 read as tensors and plain data (safetensors, or `torch.load(weights_only=True)`); every problem is
 one `CheckpointError` line naming the file.
 """
@@ -36,7 +37,7 @@ from grapepose.models.grape import GrapeNet
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "init_backbone_from_imagenet", "load_model", "load_state_dict_strict",
-    "read_checkpoint", "save_model",
+    "read_checkpoint", "read_model_info", "save_model",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ def _unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def save_model(
-    model: nn.Module, path: str | os.PathLike[str], config: Config | None = None, half: bool = False
+    model: nn.Module, path: str | os.PathLike[str], config: Config | None = None, half: bool = False,
+    info: Mapping[str, Any] | None = None,
 ) -> None:
     """Write `model` (a `GrapeNet`, possibly DDP-wrapped or compiled) to `path` in our safetensors format.
 
@@ -67,6 +69,7 @@ def save_model(
         path: output file, written atomically.
         config: stored with the weights; default `model.config` (or one derived from the network).
         half: store floating weights as fp16 (BatchNorm tensors stay fp32, as in the authors' files).
+        info: plain data on how the model was made (JSON); default `model.info` when it has one.
     """
     from safetensors.torch import save_file
 
@@ -82,6 +85,9 @@ def save_model(
             t = t.half()
         tensors[name] = t.contiguous()
     metadata = {"format": FORMAT, "version": FORMAT_VERSION, "config": json.dumps(config_to_dict(cfg.resolved()))}
+    info = getattr(net, "info", None) if info is None else info
+    if info:
+        metadata["info"] = json.dumps(dict(info))
     atomic_save(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
@@ -171,6 +177,33 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[Config | None, dict[s
 def _listing(names: list[str]) -> str:
     shown = ", ".join(names[:_SHOW])
     return f"{shown}, ... ({len(names)} in all)" if len(names) > _SHOW else shown
+
+
+def read_model_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The `"info"` record of our safetensors file (how the model was made); {} when it has none.
+
+    Raises:
+        CheckpointError: naming `path`, when the file is unreadable or its record is not a JSON object.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if _sniff(path) != "safetensors":
+        return {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            text = (f.metadata() or {}).get("info")
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise CheckpointError(f"{path}: unreadable safetensors file, truncated or corrupt ({_first_line(e)})") from None
+    if text is None:
+        return {}
+    try:
+        info = json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: invalid info record in the file's metadata ({_first_line(e)})") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path}: invalid info record in the file's metadata (not a JSON object)")
+    return info
 
 
 def _non_finite(state_dict: Mapping[str, Tensor]) -> list[str]:
@@ -264,6 +297,7 @@ def load_model(
     cfg = _config_for(path, sd, stored, preset)
     model = build_model(cfg)
     load_state_dict_strict(model, sd, path)
+    model.info = read_model_info(path)
     return model.to(map_location).eval()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -61,6 +61,7 @@ class GrapeNet(nn.Module):
     """
 
     config: Config  # set by `build_model` / `load_model`
+    info: dict[str, Any]  # how the model was made (command, data, held-out AP); {} for a new network
 
     def __init__(
         self,
@@ -88,6 +89,7 @@ class GrapeNet(nn.Module):
         k, c, m = num_keypoints, head_channels, bn_momentum
         self.num_keypoints = k
         self.global_context = global_context
+        self.info = {}
         self.backbone = HRNetBackbone(backbone, m)
         self.neck = ConvBNReLU(self.backbone.out_channels, c, 1, bn_momentum=m)
         self.heatmap_head = Head(BasicBlock(c, m), c, k + 1)
