@@ -12,6 +12,24 @@ from grapepose.models import build_model, save_model
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fp32_auto_and_private_cache(tmp_path_factory):
+    """`auto` means fp32 for the whole suite (subprocesses included), so tests whose figures are fp32 stay
+    so on a CPU where `auto` would pick OpenVINO bf16; the precision tests ask for bf16/int8 by name.
+    Converted models go to a temporary cache, never the user's."""
+    import os
+
+    saved = {key: os.environ.get(key) for key in ("GRAPEPOSE_PRECISION", "GRAPEPOSE_CACHE")}
+    os.environ["GRAPEPOSE_PRECISION"] = "fp32"
+    os.environ["GRAPEPOSE_CACHE"] = str(tmp_path_factory.mktemp("grapepose-cache"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real fixtures in ../shared/data (COCO, CrowdPose, OCHuman, demo)."""

@@ -33,14 +33,14 @@ def test_presets_lists_and_prints(capsys):
     assert "flip: false" in capsys.readouterr().out
 
 
-# --- one vocabulary: the same flag spelled the same way on every command (issue 11.5) -------------------
+# --- one vocabulary: the same flag spelled the same way on every command ------------------------------
 
 # The shared flags each command has; every command spells them like this and no other way.
 CANONICAL = {
     "demo": {"--out", "--weights", "--device", "--photos"},
     "predict": {"--out", "--weights", "--preset", "--device", "--batch-size", "--scales", "--base-size", "--set"},
-    "evaluate": {"--out", "--weights", "--preset", "--device", "--batch-size", "--workers", "--scales", "--base-size",
-                 "--set"},
+    "evaluate": {"--out", "--weights", "--preset", "--device", "--batch-size", "--read-threads", "--scales",
+                 "--base-size", "--set"},
     "train": {"--out", "--weights", "--preset", "--device", "--batch-size", "--workers", "--scene", "--num-images",
               "--seed", "--set"},
     "synth": {"--out", "--scene", "--num-images", "--workers", "--seed"},
@@ -56,7 +56,10 @@ CANONICAL = {
     "bench decode": {"--device", "--batch-size", "--iters"},
     "bench predict": {"--preset", "--device", "--batch-size", "--scales", "--iters"},
     "bench train": {"--preset", "--device", "--batch-size", "--set"},
+    "bench joints": {"--weights", "--preset", "--device", "--batch-size", "--read-threads", "--set"},
 }  # fmt: skip
+# `--workers` is always worker processes; commands that read images ahead in threads say `--read-threads`.
+READ_THREADS = {"evaluate", "bench joints"}
 RETIRED = {"--batch", "--synthetic", "--synthetic-length", "--repeats", "--num", "--num-synthetic-images"}
 
 
@@ -72,28 +75,9 @@ def test_help_lists_the_canonical_flags(command, capsys):
     flags = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", out))
     assert CANONICAL[command] <= flags
     assert not flags & RETIRED
+    assert "--workers" not in flags or command not in READ_THREADS
     if command in ("synth", "bench targets", "bench decode"):
         assert "--preset" not in flags  # scene kinds and counts are not model presets
-
-
-@pytest.mark.parametrize(
-    "argv,dest,value,old",
-    [
-        (["synth", "--preset", "hard", "--num-images", "1", "--out", "x"], "scene", "hard", "--preset"),
-        (["train", "--synthetic", "sparse"], "scene", "sparse", "--synthetic"),
-        (["train", "--synthetic-length", "7"], "num_images", 7, "--synthetic-length"),
-        (["show-targets", "--data", "d", "--ann", "a", "--out", "o", "--num", "3"], "num_images", 3, "--num"),
-        (["bench", "forward", "--batch", "3"], "batch", 3, "--batch"),
-        (["bench", "decode", "--repeats", "3"], "repeats", 3, "--repeats"),
-    ],
-)
-def test_old_spellings_still_work_with_a_warning(argv, dest, value, old, capsys):
-    parser = _build_parser(argv[0])
-    args = parser.parse_args(argv)
-    assert getattr(args, dest) == value
-    new = {"--preset": "--scene", "--synthetic": "--scene", "--synthetic-length": "--num-images",
-           "--num": "--num-images", "--batch": "--batch-size", "--repeats": "--iters"}[old]  # fmt: skip
-    assert f"warning: {old} is deprecated; use {new}" in capsys.readouterr().err
 
 
 def test_scales_are_space_separated_and_the_comma_form_still_reads():

@@ -30,7 +30,7 @@ class Budget:
     install_s: float  # carried wheels + `pip install --no-deps -e .` (~10 s) + an env probe (~8 s)
     cuda_tests_s: float  # pytest start + collection ~15 s, ~10 CUDA tests, a 2-process DDP step ~20 s
     bench_s: float  # one process: ~13 benches of 2-6 s each (W32 build + autotune dominate); the
-    #                 ordered plan puts the figures DESIGN §7 compares first, so a cut loses the least
+    #                 ordered plan puts the figures docs/DESIGN.md compares first, so a cut loses the least
     export_s: float  # last.pt -> fp16 safetensors, one process without CUDA
     eval_s: float  # 200 held-out images: render (~3 s on 8 processes), predict + flip (~25 s), score
     margin_s: float  # process exits, summary writing, and slack before the device's 10-minute limit
@@ -71,7 +71,7 @@ DRY_TRAIN = {
 TINY_MODEL = ["model.d_model=32", "model.dim_feedforward=64", "model.nhead=2", "model.num_encoder_layers=1",
               "model.num_decoder_layers=1"]  # fmt: skip
 
-# `grapepose bench TOPIC ARGS`, most important first (DESIGN §7 compares forward b1/b32 and train b16).
+# `grapepose bench TOPIC ARGS`, most important first (docs/DESIGN.md, "Reference speed": forward b1/b32, train b16).
 GPU_BENCH = [
     ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "1", "--dtype", "bf16", "--channels-last",
      "--device", "cuda", "--iters", "20", "--warmup", "5"],
@@ -98,7 +98,7 @@ GPU_BENCH = [
     ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "1", "--dtype", "fp16", "--channels-last",
      "--device", "cuda", "--iters", "20", "--warmup", "5"],
 ]  # fmt: skip
-# DESIGN §7: the reference's own figures on an H100 (fp16), compared in summary.json.
+# docs/DESIGN.md, Reference speed: the reference's own figures on an H100 (fp16), compared in summary.json.
 REFERENCE_H100 = {"forward_b1_images_per_s": 21.0, "forward_b1_fp16_images_per_s": 21.0,
                   "forward_b32_images_per_s": 164.0, "train_b16_images_per_s": 48.0,
                   "train_b16_memory_gb": 50.0}  # fmt: skip
@@ -160,7 +160,7 @@ def dry_bench_plan(plan: list[list[str]]) -> list[list[str]]:
 
 
 def compare_reference(lines: list[dict[str, Any]]) -> dict[str, Any]:
-    """Our CUDA figures next to the reference's H100 ones (DESIGN §7), where both exist."""
+    """Our CUDA figures next to the reference's H100 ones (docs/DESIGN.md, Reference speed), where both exist."""
 
     def find(topic: str, batch: int, dtype: str) -> dict[str, Any] | None:
         return next((x for x in lines if x.get("bench") == topic and x.get("batch") == batch and "w32" in

@@ -3,7 +3,8 @@ coercion of YAML / `key=value` values to the fields' types before it.
 
 Each rule reads as the message says it: `test.base_size must be > 0, got -64`,
 `data.flip_prob must be in [0, 1], got 2.0`, `train.amp must be one of auto, fp32, bf16, fp16, got 'x'`.
-Every float field must also be finite.
+Every float field must also be finite. Values quoted in messages go through `quote_value`, so a
+huge value (a YAML alias bomb, a 1 MB string) makes a short line.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import reprlib
 import typing
 from typing import Any
 
 from grapepose.errors import ConfigError
 
-__all__ = ["RULES", "check_section", "coerce_value", "suggest_key"]
+__all__ = ["RULES", "check_section", "coerce_value", "quote_value", "suggest_key"]
 
 _UNIT = "[0, 1]"
 # key -> rule: ">0", ">=0", ">=1", "[0, 1]", "[0, 1)", "odd>=1", "0|odd>=1", or a tuple of allowed strings.
@@ -31,7 +33,7 @@ RULES: dict[str, Any] = {
     "data.flip_index": ">=0", "data.sigmas": ">=0", "data.num_workers": ">=0",
     "data.dataset": ("coco", "crowdpose", "ochuman", "custom"),
     "test.base_size": ">0", "test.scales": ">0", "test.flip_shift": ">=0", "test.max_people": ">=1",
-    "test.dtype": ("auto", "fp32", "bf16", "fp16"),
+    "test.dtype": ("auto", "fp32", "bf16", "fp16", "int8"),  # grapepose.config.PRECISIONS
     "test.center_threshold": _UNIT, "test.center_pool_kernel": "0|odd>=1", "test.multiscale_score_factor": ">=0",
     "test.rescore_center_threshold": _UNIT, "test.visibility_threshold": _UNIT, "test.min_visible_joints": ">=0",
     "test.nms_distance": ">=0", "test.nms_joints": ">=0", "test.snap_peaks": ">=0", "test.snap_pool_kernel": "odd>=1",
@@ -46,6 +48,19 @@ RULES: dict[str, Any] = {
     "train.focal_alpha": _UNIT, "train.focal_gamma": ">=0", "train.val_interval": ">=0", "train.log_interval": ">=1",
     "train.steps_per_epoch": ">=0", "train.checkpoint_interval": ">=0",
 }  # fmt: skip
+
+_QUOTE_CHARS = 200
+_REPR = reprlib.Repr()  # bounded work and length whatever the value: 20 items, 3 levels, 60 characters each
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 60, 60, 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = 20
+
+
+def quote_value(value: Any) -> str:
+    """`repr(value)` for an error message, shortened (`...`) to at most 200 characters without
+    building the full repr (a YAML alias bomb expands to gigabytes)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= _QUOTE_CHARS else text[: _QUOTE_CHARS - 3] + "..."
+
 
 _TEXT = {">0": "> 0", ">=0": ">= 0", ">=1": ">= 1", "odd>=1": "an odd number >= 1", "0|odd>=1": "0 or an odd number"}
 
@@ -83,16 +98,17 @@ def check_section(section: str, obj: Any) -> None:
         items = value if isinstance(value, tuple) else (value,)
         for v in items:
             if isinstance(v, float) and not math.isfinite(v):
-                raise ConfigError(f"{key} must be a finite number, got {value if value is v else list(value)}")
+                shown = quote_value(value if value is v else list(value))
+                raise ConfigError(f"{key} must be a finite number, got {shown}")
         rule = RULES.get(key)
         if rule is None:
             continue
         for v in items:
             if isinstance(rule, tuple):
                 if v not in rule:
-                    raise ConfigError(f"{key} must be one of {', '.join(rule)}, got {v!r}")
+                    raise ConfigError(f"{key} must be one of {', '.join(rule)}, got {quote_value(v)}")
             elif not _ok(rule, v):
-                shown = value if value is v else list(value)
+                shown = quote_value(value if value is v else list(value))
                 raise ConfigError(f"{key} must be {_describe(rule)}, got {shown}")
 
 
@@ -109,7 +125,7 @@ def coerce_value(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, (int, float, str)):
             value = [value]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {quote_value(value)}")
         (item,) = typing.get_args(hint)[:1]
         return tuple(coerce_value(v, item, where) for v in value)
     if hint is bool:
@@ -117,12 +133,12 @@ def coerce_value(value: Any, hint: Any, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        raise ConfigError(f"{where}: expected true/false, got {quote_value(value)}")
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {quote_value(value)}")
         return value
     if hint is float:
         if isinstance(value, str):  # YAML 1.1 reads `1e-4` (no dot) as a string
@@ -131,10 +147,10 @@ def coerce_value(value: Any, hint: Any, where: str) -> Any:
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {quote_value(value)}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {quote_value(value)}")
         return value
     return value

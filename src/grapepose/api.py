@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from grapepose.errors import CheckpointError, ConfigError
 from grapepose.inference.images import is_single_image
 from grapepose.inference.result import Poses
 from grapepose.keypoints import KeypointSpec
+from grapepose.limits import MAX_MEGAPIXELS
 from grapepose.tracking import PoseTracker
 
 __all__ = ["PoseEstimator", "Poses", "DEMO_WEIGHTS", "resolve_weights", "spec_for_config"]
@@ -63,11 +63,13 @@ class PoseEstimator:
         config: model and test settings (default: `model.config`).
         device: "cpu", "cuda", ... (default: CUDA when available).
         batch_size: images per forward pass when called with many images.
+        max_megapixels: an image file declaring more pixels is refused before decoding, in one line
+            naming it (default `grapepose.limits.MAX_MEGAPIXELS`; arrays you pass are not limited).
     """
 
     def __init__(
         self, model: nn.Module, config: Config | None = None, device: str | torch.device | None = None,
-        batch_size: int = 8,
+        batch_size: int = 8, max_megapixels: float = MAX_MEGAPIXELS,
     ) -> None:  # fmt: skip
         from grapepose.inference import Predictor
 
@@ -79,13 +81,15 @@ class PoseEstimator:
         self.config = config
         self.spec = spec_for_config(config)
         self.batch_size = batch_size
-        self.predictor = Predictor(model, config, device, spec=self.spec, batch_size=self.batch_size)
+        self.predictor = Predictor(model, config, device, spec=self.spec, batch_size=self.batch_size,
+                                   max_megapixels=max_megapixels)  # fmt: skip
         self.model = model
 
     @classmethod
     def from_pretrained(
         cls, source: str | os.PathLike[str] = "demo", device: str | torch.device | None = None,
         preset: str | None = None, overrides: Sequence[str] = (), batch_size: int = 8,
+        max_megapixels: float = MAX_MEGAPIXELS, precision: str | None = None,
     ) -> PoseEstimator:  # fmt: skip
         """Load "demo" (the bundled model), a checkpoint file, an exported `.onnx` file, or build a preset.
 
@@ -96,8 +100,14 @@ class PoseEstimator:
             preset: config for checkpoints that carry none (the authors' files).
             overrides: `section.key=value` config overrides, e.g. `["test.flip=false"]`.
             batch_size: images per forward pass.
+            max_megapixels: the largest image file read (see the class).
+            precision: `auto`, `fp32`, `bf16`, `fp16` or `int8` (`test.dtype`; see
+                `grapepose.inference.precision`); default: the config's.
         """
         from grapepose.models import build_model, load_model
+
+        if precision is not None:
+            overrides = [*overrides, f"test.dtype={precision}"]
 
         if str(source) in PRESETS and not Path(source).is_file():
             log.warning("%s: untrained network with random weights; its predictions are meaningless", source)
@@ -105,28 +115,56 @@ class PoseEstimator:
         else:
             path = resolve_weights(source)
             if path.suffix.lower() == ".onnx":
-                return cls.from_onnx(path, device=device, overrides=overrides, batch_size=batch_size)
+                return cls.from_onnx(path, device=device, overrides=overrides, batch_size=batch_size,
+                                     max_megapixels=max_megapixels)  # fmt: skip
             model = load_model(path, preset=preset)
         config = apply_overrides(model.config, overrides)
-        return cls(model, config, device, batch_size)
+        return cls(model, config, device, batch_size, max_megapixels=max_megapixels)
 
     @classmethod
     def from_onnx(
         cls, path: str | os.PathLike[str], device: str | torch.device | None = None,
-        overrides: Sequence[str] = (), batch_size: int = 8,
+        overrides: Sequence[str] = (), batch_size: int = 8, max_megapixels: float = MAX_MEGAPIXELS,
+        precision: str | None = None,
     ) -> PoseEstimator:  # fmt: skip
-        """Run an exported ONNX file with onnxruntime (same resizing, flip test and decoding as torch)."""
-        from grapepose.export.runtime import OnnxModel
+        """Run an exported ONNX file (same resizing, flip test and decoding as torch).
 
+        An fp32 file runs with onnxruntime, or with OpenVINO in bf16 when asked for (`precision="bf16"`);
+        an int8 file (`grapepose export --precision int8`) runs with OpenVINO.
+        """
+        from grapepose.export.onnx import CONFIG_KEY
+        from grapepose.export.quantize import PRECISION_KEY, onnx_metadata
+        from grapepose.export.runtime import OnnxModel
+        from grapepose.inference.precision import resolve_precision
+        from grapepose.models import config_from_json
         from grapepose.utils.device import resolve_device
 
+        if precision is not None:
+            overrides = [*overrides, f"test.dtype={precision}"]
         device = resolve_device(device)
-        model = OnnxModel(path, device)
-        if model.config is None:
+        model = None
+        meta = onnx_metadata(path)
+        stored = meta.get(PRECISION_KEY, "fp32")
+        if stored == "fp32":
+            model = OnnxModel(path, device)  # checks the file; reads its config
+            file_config = model.config
+        else:
+            file_config = config_from_json(meta[CONFIG_KEY], path) if CONFIG_KEY in meta else None
+        if file_config is None:
             raise CheckpointError(f"{path}: the ONNX file carries no grapepose config; export it with grapepose export")
-        # onnxruntime runs the file's fp32 graph; mixed precision settings do not apply.
-        config = apply_overrides(replace(model.config, test=replace(model.config.test, dtype="fp32")), overrides)
-        return cls(model, config, device, batch_size)
+        wanted = apply_overrides(file_config, overrides).test.dtype
+        if stored == "fp32" and wanted == "auto":
+            wanted = "fp32"  # an fp32 file runs as exported (onnxruntime) unless bf16 is asked for
+        precision = resolve_precision(wanted, device, file_precision=stored, key="precision")
+        if precision.runtime == "openvino":
+            from grapepose.export.openvino import OpenVinoModel
+
+            model = OpenVinoModel(path, precision.name, file_config)
+        elif precision.name != "fp32" or model is None:
+            raise ConfigError(f"{path}: an ONNX file runs in fp32 (onnxruntime), bf16 or int8 (OpenVINO, CPU), "
+                              f"not {precision.name} on {device}")  # fmt: skip
+        config = apply_overrides(file_config, [*overrides, f"test.dtype={precision.name}"])
+        return cls(model, config, device, batch_size, max_megapixels=max_megapixels)
 
     @property
     def device(self) -> torch.device:

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import typing
 from dataclasses import dataclass, field
@@ -21,24 +22,30 @@ from typing import Any
 
 import yaml
 
-from grapepose._config_checks import check_section, coerce_value, suggest_key
+from grapepose._config_checks import check_section, coerce_value, quote_value, suggest_key
+from grapepose._config_yaml import load_yaml, read_config_yaml
 from grapepose.backbones import BACKBONES
 from grapepose.errors import ConfigError, DataError
 from grapepose.keypoints import DEFAULT_SIGMA, KeypointSpec, builtin_spec, flip_index_from_names, resolve_keypoint_spec
 
 __all__ = [
     "Config", "ModelConfig", "DataConfig", "TestConfig", "TrainConfig",
-    "PRESETS", "TEST_MODES", "load_config", "config_from_dict", "config_to_dict", "apply_overrides", "preset_config",
+    "PRECISIONS", "PRESETS", "TEST_MODES", "load_config", "config_from_dict", "config_to_dict", "apply_overrides",
+    "preset_config",
 ]  # fmt: skip
 
-# How the adaptive block runs its deformable conv (grapepose.models.deform); not an architecture choice.
-DEFORM_IMPLS = ("auto", "sampling", "torchvision")
-BACKBONE_WIDTHS = {name: b.width for name, b in BACKBONES.items()}  # kept for old imports; see grapepose.backbones
+log = logging.getLogger(__name__)
+
+# The values of `test.dtype` (CLI `--precision`): what each runs on is `grapepose.inference.precision`.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+# Keys that saved configs may carry but that configure no part of a model: read and dropped. `deform_impl`
+# chose a kernel, which `grapepose.models.kernels` does for the process (GRAPEPOSE_KERNELS).
+_DROPPED_KEYS = {"model": {"deform_impl": "auto"}}  # key -> the value that is dropped without a warning
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The GRAPE network (DESIGN §2)."""
+    """The GRAPE network (docs/DESIGN.md, Network)."""
 
     backbone: str = "hrnet_w32"  # hrnet_w18 | hrnet_w32 | hrnet_w48 | hrnet_w18_small_v2 (small, not the reference)
     num_keypoints: int = 14
@@ -51,21 +58,19 @@ class ModelConfig:
     dropout: float = 0.1
     bn_momentum: float = 0.1
     global_context: bool = True  # False: DEKR-style ablation without the transformer branch
-    deform_impl: str = "auto"  # adaptive block: auto | sampling | torchvision (grapepose.models.deform)
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
-            raise ConfigError(f"model.backbone must be one of {', '.join(BACKBONES)}, got {self.backbone!r}")
+            names = ", ".join(BACKBONES)
+            raise ConfigError(f"model.backbone must be one of {names}, got {quote_value(self.backbone)}")
         check_section("model", self)
         if self.d_model % self.nhead:
             raise ConfigError(f"model.d_model ({self.d_model}) must be divisible by model.nhead ({self.nhead})")
-        if self.deform_impl not in DEFORM_IMPLS:
-            raise ConfigError(f"model.deform_impl: {self.deform_impl!r} is not one of {', '.join(DEFORM_IMPLS)}")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Datasets, augmentation and training targets (DESIGN §3, §6)."""
+    """Datasets, augmentation and training targets (docs/DESIGN.md, Training targets)."""
 
     dataset: str = "crowdpose"  # coco | crowdpose | ochuman | custom (keypoints from the JSON)
     root: str = ""  # image folder
@@ -104,13 +109,13 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TestConfig:
-    """Test-time procedure (DESIGN §5). Defaults reproduce the reference at a single scale."""
+    """Test-time procedure (docs/DESIGN.md, Decoding). Defaults reproduce the reference at a single scale."""
 
     base_size: int = 512  # short side at scale 1
     scales: tuple[float, ...] = (1.0,)
     flip: bool = True
     flip_shift: int = 3  # the reference shifts the mirrored image left by 3 px
-    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16
+    dtype: str = "auto"  # precision: auto | fp32 | bf16 | fp16 | int8 (grapepose.inference.precision)
     max_people: int = 30
     center_threshold: float = 0.01
     center_pool_kernel: int = 0  # 0: 3, or 5/7 for maps whose mean side exceeds 200/300
@@ -120,8 +125,8 @@ class TestConfig:
     min_visible_joints: int = 2
     nms_distance: float = 0.05  # fraction of the joint-box diagonal
     nms_joints: int = 7  # duplicates share more than this many close joints
-    # DESIGN §5: a group whose best member was already suppressed is suppressed whole; the reference
-    # code instead leaves such a group alone (false reproduces it).
+    # docs/DESIGN.md, Decoding, step 5: a group whose best member was already suppressed is suppressed
+    # whole; the reference code instead leaves such a group alone (false reproduces it).
     nms_suppress_unkept: bool = True
     snap_peaks: int = 30
     snap_pool_kernel: int = 5
@@ -140,7 +145,7 @@ class TestConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation (DESIGN §4)."""
+    """Optimisation (docs/DESIGN.md, Losses)."""
 
     epochs: int = 140
     batch_size: int = 16
@@ -269,20 +274,31 @@ TEST_MODES: dict[str, dict[str, Any]] = {
 
 def preset_config(name: str) -> Config:
     """The preset called `name` (see `PRESETS`)."""
+    if not isinstance(name, str):
+        raise ConfigError(f"preset: expected a preset name, got {quote_value(name)}")
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}{suggest_key(name, PRESETS)}; presets: {', '.join(PRESETS)}")
+        hint = suggest_key(name, PRESETS)
+        raise ConfigError(f"unknown preset {quote_value(name)}{hint}; presets: {', '.join(PRESETS)}")
     return PRESETS[name]
 
 
 def _section(cls: type, base: Any, values: Any, where: str) -> Any:
     if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {values!r}")
+        raise ConfigError(f"{where}: expected a mapping, got {quote_value(values)}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     changes = {}
     for key, value in values.items():
+        dropped = _DROPPED_KEYS.get(where, {})
+        if key in dropped:
+            if value != dropped[key]:
+                log.warning("%s.%s=%s is ignored: set GRAPEPOSE_KERNELS to choose the kernels (auto, own, torch)",
+                            where, key, quote_value(value))  # fmt: skip
+            continue
         if key not in names:
-            raise ConfigError(f"unknown config key {where}.{key}{suggest_key(key, names)}".replace("config key .", "config key "))
+            shown = key if isinstance(key, str) and len(key) <= 60 else quote_value(key)
+            hint = suggest_key(key, names) if isinstance(key, str) else ""
+            raise ConfigError(f"unknown config key {where}.{shown}{hint}".replace("config key .", "config key "))
         hint = hints[key]
         sub = f"{where}.{key}" if where else key
         if cls is Config and key == "keypoints":
@@ -337,12 +353,14 @@ def apply_overrides(cfg: Config, overrides: typing.Iterable[str]) -> Config:
     """Apply `section.key=value` strings (values parsed as YAML: `scales=[0.5,1,2]`, `flip=false`)."""
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+            raise ConfigError(f"override {quote_value(item)} is not of the form section.key=value")
         path, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = load_yaml(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
+        except ConfigError as e:
+            raise ConfigError(f"{quote_value(item)}: {e}") from None
         nested: Any = value
         for part in reversed(path.strip().split(".")):
             nested = {part: nested}
@@ -360,12 +378,7 @@ def load_config(spec: str | os.PathLike[str] | Config | None = None, overrides: 
         cfg = PRESETS[str(spec)]
     elif str(spec).endswith((".yaml", ".yml")) or Path(spec).is_file():
         path = Path(spec)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        data = read_config_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of config sections (model, data, test, train), "
                               f"got a {type(data).__name__}")  # fmt: skip

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from grapepose._config_checks import quote_value
 from grapepose.errors import DataError
 
 __all__ = [
@@ -68,13 +69,13 @@ class KeypointSpec:
         """Read `to_dict`'s output. `flip_index` may be omitted (pairs from left/right names), so may
         `skeleton` (no limbs). Raises DataError naming `where` and the field."""
         if not isinstance(d, Mapping):
-            raise DataError(f"{where}: expected a mapping with names, flip_index, sigmas, skeleton, got {d!r}")
-        unknown = sorted(set(d) - {"names", "flip_index", "sigmas", "skeleton"})
+            raise DataError(f"{where}: expected a mapping with names, flip_index, sigmas, skeleton, got {quote_value(d)}")
+        unknown = sorted((k for k in d if k not in ("names", "flip_index", "sigmas", "skeleton")), key=str)
         if unknown:
-            raise DataError(f"{where}: unknown key {unknown[0]!r} (keys: names, flip_index, sigmas, skeleton)")
+            raise DataError(f"{where}: unknown key {quote_value(unknown[0])} (keys: names, flip_index, sigmas, skeleton)")
         for key in ("names", "sigmas"):
             if not isinstance(d.get(key), (list, tuple)) or not d[key]:
-                raise DataError(f"{where}.{key}: expected a non-empty list, got {d.get(key)!r}")
+                raise DataError(f"{where}.{key}: expected a non-empty list, got {quote_value(d.get(key))}")
         names = tuple(str(n) for n in d["names"])
         try:
             flip = d.get("flip_index")
@@ -84,7 +85,7 @@ class KeypointSpec:
         except (TypeError, ValueError):
             raise DataError(f"{where}: flip_index, sigmas and skeleton must hold numbers (skeleton: pairs)") from None
         if not all(s >= 0 and s == s and s != float("inf") for s in sigmas):
-            raise DataError(f"{where}.sigmas must be finite numbers >= 0, got {list(sigmas)}")
+            raise DataError(f"{where}.sigmas must be finite numbers >= 0, got {quote_value(list(sigmas))}")
         try:
             return cls(names=names, flip_index=flip, sigmas=sigmas, skeleton=skeleton)
         except DataError as e:
@@ -198,10 +199,10 @@ def _category_numbers(category: Mapping[str, Any] | None, key: str, k: int, wher
         return None
     what = "integers" if kind is int else "finite numbers >= 0"
     if not isinstance(raw, list) or len(raw) != k:
-        raise DataError(f"{where}: category '{key}' must list {k} {what}, got {raw!r}"[:300])
+        raise DataError(f"{where}: category '{key}' must list {k} {what}, got {quote_value(raw)}")
     ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in raw)
     if not ok or (kind is int and not all(float(v).is_integer() for v in raw)):
-        raise DataError(f"{where}: category '{key}' must list {k} {what}, got {raw!r}"[:300])
+        raise DataError(f"{where}: category '{key}' must list {k} {what}, got {quote_value(raw)}")
     return tuple(kind(v) for v in raw)
 
 

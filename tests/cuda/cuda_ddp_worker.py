@@ -17,7 +17,7 @@ from torch import nn
 
 from grapepose.bench.train import random_batch
 from grapepose.config import load_config
-from grapepose.engine.distributed import all_reduce_mean
+from grapepose.utils.distributed import all_reduce_mean
 from grapepose.engine.losses import GrapeLoss
 from grapepose.engine.optim import build_optimizer
 from grapepose.engine.precision import resolve_precision

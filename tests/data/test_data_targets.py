@@ -1,4 +1,4 @@
-"""Vectorised training targets equal the plain-loop oracle (DESIGN §3) on awkward scenes."""
+"""Vectorised training targets equal the plain-loop oracle (docs/DESIGN.md, Training targets) on awkward scenes."""
 
 from __future__ import annotations
 

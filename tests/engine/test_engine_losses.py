@@ -1,4 +1,4 @@
-"""Losses against straightforward reference formulas (DESIGN §4)."""
+"""Losses against straightforward reference formulas (docs/DESIGN.md, Losses)."""
 
 from __future__ import annotations
 

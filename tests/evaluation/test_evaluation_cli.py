@@ -58,22 +58,43 @@ def test_runs_a_model_and_skips_unreadable_images(shared_data, tmp_path, capsys)
     assert captured.out.splitlines()[2].startswith("| tiny |")
 
 
+def _test_config(*argv):
+    """The test config that `grapepose <argv>` runs with (on a model with the default config)."""
+    from grapepose.cli.main import _build_parser
+    from grapepose.cli.options import flag_overrides
+    from grapepose.config import Config, apply_overrides
+
+    return apply_overrides(Config(), flag_overrides(_build_parser(argv[0]).parse_args(argv))).test
+
+
 @pytest.mark.parametrize("mode", ["fast", "reference"])
 def test_modes_set_the_test_config(mode):
-    import argparse
-
-    from grapepose.cli.evaluate import _test_config
-    from grapepose.config import TestConfig as Cfg
-
-    args = argparse.Namespace(mode=mode, flip=None, scales=None, base_size=None, dtype=None)
-    cfg = _test_config(args, Cfg())
+    cfg = _test_config("evaluate", "--ann", "a", "--mode", mode)
     if mode == "fast":
         assert cfg.flip is False and cfg.scales == (1.0,)
     else:
         assert cfg.flip and cfg.scales == (0.5, 1.0, 2.0) and cfg.dtype == "fp16"
-    args = argparse.Namespace(mode=mode, flip=False, scales=(1.0, 2.0), base_size=256, dtype="fp32")
-    cfg = _test_config(args, Cfg())
+    flags = ["--no-flip", "--scales", "1", "2", "--base-size", "256", "--dtype", "fp32"]
+    cfg = _test_config("evaluate", "--ann", "a", "--mode", mode, *flags)
     assert (cfg.flip, cfg.scales, cfg.base_size, cfg.dtype) == (False, (1.0, 2.0), 256, "fp32")
+
+
+def test_predict_and_evaluate_read_the_test_flags_alike():
+    flags = ["--no-flip", "--scales", "0.7", "1.3", "--base-size", "320", "--set", "test.nms_distance=0.1"]
+    cfg = _test_config("predict", "a.jpg", *flags)
+    assert cfg == _test_config("evaluate", "--ann", "a", *flags)
+    assert (cfg.flip, cfg.scales, cfg.base_size, cfg.nms_distance) == (False, (0.7, 1.3), 320, 0.1)
+
+
+def test_weights_may_be_a_preset_name(shared_data, capsys):
+    """`--weights` takes what `predict` takes (`PoseEstimator.from_pretrained`): here an untrained preset."""
+    data = shared_data / "crowdpose"
+    code = main(["evaluate", "--weights", "crowdpose_w18", "--data", str(data), "--ann",
+                 str(data / "test_crowdpose.json"), "--base-size", "64", "--no-flip", "--device", "cpu", "--limit", "1",
+                 "--read-threads", "0"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert captured.out.splitlines()[2].startswith("| crowdpose_w18 |")
 
 
 def test_torchrun_shards_and_gathers_like_one_process(shared_data, tiny_checkpoint, tmp_path):
@@ -82,8 +103,9 @@ def test_torchrun_shards_and_gathers_like_one_process(shared_data, tiny_checkpoi
     import sys
 
     data, ann = shared_data / "crowdpose", shared_data / "crowdpose" / "test_crowdpose.json"  # K=14 like the model
+    # one image per forward pass and one thread on both sides: compared float for float
     args = ["evaluate", "--weights", str(tiny_checkpoint), "--data", str(data), "--ann", str(ann),
-            "--base-size", "64", "--device", "cpu", "--no-flip"]  # fmt: skip
+            "--base-size", "64", "--device", "cpu", "--no-flip", "--batch-size", "1"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single = tmp_path / "single.json"
     subprocess.run([sys.executable, "-m", "grapepose", *args, "--out", str(single)], check=True, env=env,

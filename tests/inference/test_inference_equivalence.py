@@ -2,7 +2,7 @@
 
 `grapepose.testing.reference_decode` is the previous decoder, unchanged: the fast one must find the
 same people with joints within 0.01 px, on planted scenes and on real network outputs, with flip
-and multi-scale. The loop oracle (test_inference_oracle.py) checks both against DESIGN §5.
+and multi-scale. The loop oracle (test_inference_oracle.py) checks both against docs/DESIGN.md (Decoding).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import torch
 from grapepose.config import TestConfig as Cfg
 from grapepose.io.files import normalize_images, read_image
 from grapepose.inference import decode, flip_shift, image_transform, merge_flip, upsample_maps, warp_image
+from grapepose.inference.maps import probabilities
 from grapepose.inference.peaks import lattice_peaks, lattice_step
 from grapepose.inference.points import ScaleReader
 from grapepose.inference.refine import heatmap_peaks, map_windows
@@ -240,6 +241,35 @@ def test_reader_values_equal_the_upsampled_merged_maps():
     torch.testing.assert_close(reader.poses_at(idx), want, atol=1e-5, rtol=0)
 
 
+def test_visibility_probabilities_do_not_depend_on_the_place_in_the_tensor():
+    """`torch.sigmoid` on the CPU computes the elements after the last whole vector register apart
+    (a few percent of them differ in the last bit); `probabilities` does not."""
+    x = 6 * torch.randn(4096, generator=torch.Generator().manual_seed(0))
+    whole = probabilities(x)
+    # each value again as the last element of a 33-element tensor: the 32 before it fill whole registers
+    last = torch.stack([probabilities(torch.cat([x[:32], x[i : i + 1]]))[32] for i in range(len(x))])
+    assert torch.equal(last, whole)
+    # the sigmoid: each side is within 2 ulp of it, so 4 ulp of values < 1 apart at most
+    torch.testing.assert_close(whole, torch.sigmoid(x), atol=4 * 2**-24, rtol=0)
+
+
+def test_reader_values_are_the_same_in_every_image_of_a_batch():
+    """Odd batches of copies: the last image's last values are where a vectorised kernel goes its own way."""
+    from grapepose.models import GrapeOutput
+
+    g = torch.Generator().manual_seed(3)
+    h, w = 32, 48
+    maps = [GrapeOutput(torch.rand(1, K + 1, h, w, generator=g), off, off, 4 * torch.randn(1, K, h, w, generator=g))
+            for off in (torch.randn(1, 2 * K, h, w, generator=g) for _ in range(2))]  # fmt: skip
+    px, py = torch.randint(0, 4 * w, (1, 7, K), generator=g), torch.randint(0, 4 * h, (1, 7, K), generator=g)
+    for n in (1, 3, 5):
+        out, mirrored = (type(o)(*(t.expand(n, *t.shape[1:]).contiguous() for t in o)) for o in maps)
+        reader = ScaleReader.from_output(out, 4.0, (4 * h, 4 * w), mirrored, SPEC.flip_index)
+        heat, vis = reader.pixels(torch.arange(K), px.expand(n, -1, -1), py.expand(n, -1, -1), visibility=True)
+        for i in range(1, n):
+            assert torch.equal(heat[i], heat[0]) and torch.equal(vis[i], vis[0]), (n, i)
+
+
 def test_copies_in_one_batch_decode_identically(tiny_checkpoint, shared_data):
     """Every image of a batch gets the same arithmetic: copies of one image give identical poses.
 
@@ -258,3 +288,4 @@ def test_copies_in_one_batch_decode_identically(tiny_checkpoint, shared_data):
         assert len(res[0].scores) > 0
         for r in res[1:]:
             assert torch.equal(r.keypoints, res[0].keypoints) and torch.equal(r.scores, res[0].scores)
+            assert torch.equal(r.joint_scores, res[0].joint_scores)

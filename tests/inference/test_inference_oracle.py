@@ -1,4 +1,4 @@
-"""The batched decoder against a plain, loop-by-loop implementation of DESIGN §5 steps 3-6."""
+"""The batched decoder against a plain, loop-by-loop implementation of decoding steps 3-6 (docs/DESIGN.md)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def _fit(hm: np.ndarray, x: float, y: float, window: int, sigma: float) -> tuple
 
 
 def oracle_decode(maps: list, scales: list[float], cfg: Cfg, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """DESIGN §5 steps 3-6 for one image; `maps` = per scale (heat [K+1,h,w], poses [K,2,h,w], vis [K,h,w] | None)."""
+    """Decoding steps 3-6 for one image; `maps` = per scale (heat [K+1,h,w], poses [K,2,h,w], vis [K,h,w] | None)."""
     order = sorted(range(len(scales)), key=lambda i: -scales[i])
     heat = np.zeros((K, *size))
     vis = None if maps[0][2] is None else np.zeros((K, *size))

@@ -16,6 +16,7 @@ def _entries_ok(results):
         assert r["category_id"] == 1 and isinstance(r["image_id"], int)
         assert len(r["keypoints"]) == 3 * K and all(np.isfinite(r["keypoints"]))
         assert np.isfinite(r["score"])
+        assert len(r["keypoint_scores"]) == K and all(0 <= v <= 1 for v in r["keypoint_scores"])
 
 
 def test_predict_images_and_video(tmp_path, shared_data, tiny_checkpoint, capsys):
@@ -119,3 +120,29 @@ def test_preset_warns_about_random_weights(tmp_path, shared_data, caplog):
     args = ["predict", str(image), SMALL, "--preset", "crowdpose_w18", "--out", str(tmp_path), "--no-draw", *FAST]
     assert main(args) == 0
     assert "random weights" in caplog.text and "meaningless" in caplog.text
+
+
+def test_min_joint_score_leaves_joints_out_of_the_drawings(tmp_path, shared_data, tiny_checkpoint, capsys):
+    from grapepose.api import PoseEstimator
+    from grapepose.io.files import read_image
+
+    png = tmp_path / "in" / "crowd.png"  # lossless output: the drawing can be compared exactly
+    png.parent.mkdir()
+    cv2.imwrite(str(png), cv2.imread(str(shared_data / "demo" / "crowd_03.jpg")))
+    people = PoseEstimator.from_pretrained(tiny_checkpoint, device="cpu", overrides=[SMALL])(png)
+    image = read_image(png)
+    assert 0 < (people.joint_scores < 0.6).sum() < people.joint_scores.size
+    for thr in (None, "0", "0.6"):
+        out = tmp_path / f"out_{thr}"
+        flag = [] if thr is None else ["--min-joint-score", thr]
+        args = ["predict", str(png), SMALL, "--weights", str(tiny_checkpoint), "--out", str(out), *FAST, *flag]
+        assert main(args) == 0
+        want = people.draw(image, min_joint_score=None if thr is None else float(thr))  # None: the default
+        np.testing.assert_array_equal(read_image(out / "crowd_pose.png"), want)
+        results = json.loads((out / "results.json").read_text())
+        got = np.array([r["keypoint_scores"] for r in results])
+        np.testing.assert_allclose(got, people.joint_scores, atol=1e-5)  # the JSON keeps every joint
+    capsys.readouterr()
+    args = ["predict", str(png), "--weights", str(tiny_checkpoint), "--out", str(tmp_path / "x"), "--min-joint-score"]
+    assert main(args + ["2"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--min-joint-score must be a number in [0, 1], got 2")

@@ -6,10 +6,9 @@ import pytest
 import torch
 from torchvision.ops import deform_conv2d
 
-from grapepose.config import ModelConfig
-from grapepose.errors import ConfigError
 from grapepose.models import AdaptiveBlock
-from grapepose.models.deform import deform_conv3x3, resolve_deform_impl
+from grapepose.models.deform import deform_conv3x3
+from grapepose.models.kernels import use_kernels
 
 
 def _inputs(b: int, c: int, cout: int, h: int, w: int, dtype: torch.dtype, seed: int = 0) -> list[torch.Tensor]:
@@ -58,32 +57,23 @@ def test_sampling_without_bias_and_on_empty_batch():
 
 def test_adaptive_block_is_the_same_function_either_way():
     torch.manual_seed(0)
-    blocks = {impl: AdaptiveBlock(8, deform_impl=impl).train() for impl in ("sampling", "torchvision")}
+    block = AdaptiveBlock(8).train()
     with torch.no_grad():
-        blocks["sampling"].affine.weight.mul_(3.0)  # sampling positions well off the grid
-    blocks["torchvision"].load_state_dict(blocks["sampling"].state_dict())  # same names and shapes
+        block.affine.weight.mul_(3.0)  # sampling positions well off the grid
     x = torch.randn(2, 8, 12, 10)
     grads = {}
-    for impl, block in blocks.items():
+    for kernels in ("own", "torch"):
+        block.zero_grad()
         xi = x.clone().requires_grad_()
-        out = block(xi)
+        with use_kernels(kernels):
+            out = block(xi)
         out.square().sum().backward()
-        grads[impl] = [out.detach(), xi.grad] + [p.grad for p in block.parameters()]
-    names = ["value", "d input"] + [f"d {n}" for n, _ in blocks["sampling"].named_parameters()]
-    for name, a, b in zip(names, grads["sampling"], grads["torchvision"]):
+        grads[kernels] = [out.detach(), xi.grad] + [p.grad.clone() for p in block.parameters()]
+    names = ["value", "d input"] + [f"d {n}" for n, _ in block.named_parameters()]
+    for name, a, b in zip(names, grads["own"], grads["torch"]):
         # Parameter gradients sum hundreds of terms of ~1e2: compare relative to the tensor's scale
         # (fp32 rounding of either implementation against float64 is ~5e-7 of it).
         assert (a - b).abs().max() <= 1e-5 * b.abs().max(), name
-
-
-def test_deform_impl_names():
-    assert resolve_deform_impl("auto", torch.device("cpu")) == "sampling"
-    assert resolve_deform_impl("auto", torch.device("cuda")) == "torchvision"
-    assert resolve_deform_impl("torchvision", torch.device("cpu")) == "torchvision"
-    with pytest.raises(ValueError, match="^deform_impl must be one of auto, sampling, torchvision, got 'fast'$"):
-        AdaptiveBlock(8, deform_impl="fast")
-    with pytest.raises(ConfigError, match="^model.deform_impl: 'fast' is not one of auto, sampling, torchvision$"):
-        ModelConfig(deform_impl="fast")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -100,25 +90,14 @@ def test_sampling_equals_deform_conv2d_on_cuda():
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_adaptive_block_under_cuda_autocast(dtype):
     torch.manual_seed(0)
-    block = AdaptiveBlock(16, deform_impl="sampling").cuda().eval()
-    ref = AdaptiveBlock(16, deform_impl="torchvision").cuda().eval()
-    ref.load_state_dict(block.state_dict())
+    block = AdaptiveBlock(16).cuda().eval()
     x = torch.randn(2, 16, 24, 20, device="cuda")
     with torch.no_grad(), torch.autocast("cuda", dtype=dtype):
-        a, b = block(x.to(dtype)), ref(x.to(dtype))
+        with use_kernels("own"):
+            a = block(x.to(dtype))
+        with use_kernels("torch"):
+            b = block(x.to(dtype))
     assert a.dtype == b.dtype == dtype
     scale = b.float().abs().max()
     assert ((a.float() - b.float()).abs().max() / scale) < 1e-2
 
-
-def test_bench_baseline_switches_every_block_back():
-    from grapepose.bench._timing import use_baseline_kernels
-    from grapepose.models import build_model
-    from grapepose.models.transformer import Attention
-
-    model = build_model("coco_w18s")
-    use_baseline_kernels(model)
-    blocks = [m for m in model.modules() if isinstance(m, AdaptiveBlock)]
-    attention = [m for m in model.modules() if isinstance(m, Attention)]
-    assert len(blocks) == 1 and len(attention) == 7  # 3 encoder + 2 x 2 decoder attentions
-    assert {m.deform_impl for m in blocks} == {"torchvision"} and {m.attention_impl for m in attention} == {"sdpa"}

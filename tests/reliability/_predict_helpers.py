@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 FAST = ["--set", "test.base_size=64", "--no-flip", "--score-thr", "0", "--device", "cpu", "--batch-size", "1"]
@@ -35,7 +36,9 @@ def tiny_video(path: Path, frames: int, fourcc: str = "mp4v", size: tuple[int, i
 
 
 def start_predict(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    # the thread count of this process: --resume tests compare its results with in-process runs byte
+    # for byte, and another thread count may round the convolutions' last bits differently
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.Popen([sys.executable, "-m", "grapepose", "predict", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
 

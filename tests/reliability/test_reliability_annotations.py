@@ -15,6 +15,8 @@ import math
 import pytest
 from reliability_meta_helpers import copy_crowdpose, fails, gt_as_results, write_json
 
+from grapepose.cli.main import main
+
 A = 123803  # first annotation of the CrowdPose fixture (image 106848)
 NAN_KP = "keypoints contain NaN/inf, negative coordinates of labelled joints or negative visibility"
 
@@ -125,3 +127,63 @@ def test_evaluate_weights_checks_ground_truth_before_running_the_model(dataset, 
     assert fails(argv, capsys) == (2, f"grapepose evaluate: error: {ann}: duplicate annotation id {A}")
     assert not out.exists()
     json.loads((root.parent / "results.json").read_text())  # the inputs are untouched
+
+
+def test_training_data_without_a_labelled_keypoint_is_refused(dataset, tmp_path, capsys):
+    """Before: training ran and exited 0 without a word, every keypoint loss exactly 0 (issue 22)."""
+    root, gt, _ = dataset
+    bad = copy.deepcopy(gt)
+    for a in bad["annotations"]:
+        a.update(keypoints=[0] * len(a["keypoints"]), num_keypoints=0)
+    ann = write_json(tmp_path / "gt.json", bad)
+    assert fails(_command("train", root, ann, None, tmp_path), capsys) == (
+        2, f"grapepose train: error: {ann}: no person has a labelled keypoint (all 5 annotations are crowd regions or "
+        "have visibility 0 everywhere); nothing to train on")  # fmt: skip
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_limit_scores_only_the_images_it_ran_on(dataset, tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """Before: `--limit 1` scored its one image against every image of the file: a perfect model got AP 0.505."""
+    import numpy as np
+
+    from grapepose.inference import Poses, Predictor
+    from grapepose.keypoints import builtin_spec
+
+    root, gt, _ = dataset
+    spec = builtin_spec(14, "crowdpose")
+    by_file = {im["file_name"]: im for im in gt["images"]}
+
+    def ground_truth(self, paths, **kwargs):  # a model that finds exactly the annotated people
+        for path in paths:
+            im = by_file[path.name]
+            kp = [a["keypoints"] for a in gt["annotations"] if a["image_id"] == im["id"] and a["num_keypoints"] > 0]
+            yield Poses(np.array(kp, np.float32).reshape(-1, 14, 3), np.ones(len(kp)), spec,
+                        image_size=(im["height"], im["width"]))  # fmt: skip
+
+    monkeypatch.setattr(Predictor, "iter_predict", ground_truth)
+    ann = write_json(tmp_path / "gt.json", gt)
+    out = tmp_path / "limited.json"
+    argv = ["evaluate", "--weights", str(tiny_checkpoint), "--data", str(root), "--ann", str(ann), "--limit", "1",
+            "--out", str(out), "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    table = capsys.readouterr().out.strip().splitlines()
+    assert table[0] == "| Model | AP | AP50 | AP75 | AR | AR50 | AR75 | APeasy | APmed | APhard |"
+    assert table[2] == "| w18 | 1.000 | 1.000 | 1.000 | 1.000 | 1.000 | 1.000 | - | 1.000 | - |"
+    assert {r["image_id"] for r in json.loads(out.read_text())} == {103319}  # the first image by id
+    argv = ["evaluate", "--results", str(out), "--ann", str(ann), "--limit", "1"]  # the same with --results
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip().splitlines()[2] == table[2].replace("w18", "limited")
+
+
+@pytest.mark.parametrize("cmd", ["evaluate", "evaluate --results", "train", "show-targets"])
+def test_deeply_nested_json_is_one_line(dataset, tmp_path, capsys, cmd):
+    """Before: a RecursionError traceback from the JSON parser."""
+    root, gt, results = dataset
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    if cmd == "evaluate --results":
+        argv = ["evaluate", "--results", str(deep), "--ann", str(write_json(tmp_path / "gt.json", gt))]
+    else:
+        argv = _command(cmd, root, deep, results, tmp_path)
+    assert fails(argv, capsys) == (2, f"grapepose {cmd.split()[0]}: error: {deep}: not valid JSON (nested too deeply)")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "targets").exists()

@@ -43,3 +43,19 @@ def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path, caplog):
     Trainer(load_config("coco_w18s", cfg), run, source=source, device="cpu", progress=False)
     assert not any(p.exists() for p in stale) and (run / "notes.tmp.pt").exists()
     assert "removed 2 half-written file(s) of an interrupted run" in caplog.text
+
+
+def test_last_pt_with_python_objects_is_one_line(tmp_path, capsys):
+    """Before: 7 lines ending in torch's documentation text (issue 22); the file is left as it was."""
+    run = tmp_path / "run"
+    run.mkdir()
+    last = run / "last.pt"
+    torch.save({"version": 1, "model": {}, "x": Path("x")}, last)  # a pickle that weights_only=True refuses
+    before = last.read_bytes()
+    argv = ["train", "--preset", "coco_w18s", "--scene", "crowd", "--num-images", "2", "--out", str(run),
+            "--device", "cpu", "--no-progress", "--batch-size", "1", "data.input_size=64", "data.output_size=16",
+            "data.num_workers=0"]  # fmt: skip
+    assert fails(argv, capsys) == (
+        2, f"grapepose train: error: {last}: holds Python objects other than tensors and plain data; refusing to "
+        "unpickle it")  # fmt: skip
+    assert [p.name for p in run.iterdir()] == ["last.pt"] and last.read_bytes() == before

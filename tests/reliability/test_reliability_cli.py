@@ -154,15 +154,18 @@ def test_demo_photos_not_a_folder(tmp_path, capsys, no_work):
         (["predict", "x.jpg", "--batch-size", "0"], "grapepose predict: error: --batch-size must be >= 1, got 0"),
         (["predict", "x.jpg", "--score-thr", "nan"], "grapepose predict: error: --score-thr must be a number >= 0, got nan"),
         (["predict", "x.jpg", "--score-thr", "-1"], "grapepose predict: error: --score-thr must be a number >= 0, got -1"),
-        (["predict", "x.jpg", "--scales", "0.5", "0"], "grapepose predict: error: --scales must be a number > 0, got 0"),
+        (["predict", "x.jpg", "--scales", "0.5", "0"],
+         "grapepose predict: error: --scales must be a number in [0.25, 2], got 0"),
         (["predict", "x.jpg", "--max-frames", "-1"], "grapepose predict: error: --max-frames must be >= 0, got -1"),
         (["predict", "x.jpg", "--device", "banana"],
          "grapepose predict: error: --device must be one of auto, cpu, cuda, cuda:N, got 'banana'"),
         (["evaluate", "--ann", "a.json", "--limit", "-1"], "grapepose evaluate: error: --limit must be >= 1, got -1"),
-        (["evaluate", "--ann", "a.json", "--workers", "-1"], "grapepose evaluate: error: --workers must be >= 0, got -1"),
+        (["evaluate", "--ann", "a.json", "--read-threads", "-1"],
+         "grapepose evaluate: error: --read-threads must be >= 0, got -1"),
         (["evaluate", "--ann", "a.json", "--batch-size", "x"],
          "grapepose evaluate: error: --batch-size must be an integer, got 'x'"),
-        (["evaluate", "--ann", "a.json", "--scales", "nan"], "grapepose evaluate: error: --scales must be a number > 0, got nan"),
+        (["evaluate", "--ann", "a.json", "--scales", "nan"],
+         "grapepose evaluate: error: --scales must be a number in [0.25, 2], got nan"),
         (["train", "--batch-size", "0"], "grapepose train: error: --batch-size must be >= 1, got 0"),
         (["train", "--epochs", "-1"], "grapepose train: error: --epochs must be >= 1, got -1"),
         (["train", "--time-limit", "inf"], "grapepose train: error: --time-limit must be a number > 0, got inf"),
@@ -198,12 +201,11 @@ def test_evaluate_refuses_overrides_outside_test(shared_data, tmp_path, capsys, 
 
 
 def test_evaluate_applies_test_overrides_before_the_flags():
-    import argparse
+    from grapepose.cli.main import _build_parser
+    from grapepose.cli.options import flag_overrides
+    from grapepose.config import Config, apply_overrides
 
-    from grapepose.cli.evaluate import _test_config
-    from grapepose.config import TestConfig
-
-    args = argparse.Namespace(mode="fast", flip=True, scales=None, base_size=None, dtype=None,
-                              overrides=["test.nms_distance=0.1", "test.flip=false"])  # fmt: skip
-    cfg = _test_config(args, TestConfig())
+    argv = ["evaluate", "--ann", "a", "--mode", "fast", "--flip", "--set", "test.nms_distance=0.1",
+            "--set", "test.flip=false"]  # fmt: skip
+    cfg = apply_overrides(Config(), flag_overrides(_build_parser("evaluate").parse_args(argv))).test
     assert cfg.nms_distance == 0.1 and cfg.flip is True and cfg.scales == (1.0,)

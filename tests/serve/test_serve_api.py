@@ -10,6 +10,7 @@ from grapepose import __version__
 from grapepose.api import PoseEstimator
 from grapepose.config import apply_overrides
 from grapepose.io.files import read_image
+from grapepose.visualize import MIN_JOINT_SCORE
 
 
 def _expected(estimator, path, score_thr=0.1):
@@ -21,9 +22,11 @@ def _assert_same(body, poses):
     assert body["num_people"] == len(poses) == len(body["people"])
     got_kp = np.array([p["keypoints"] for p in body["people"]], np.float64).reshape(poses.keypoints.shape)
     got_sc = np.array([p["score"] for p in body["people"]], np.float64)
+    got_joints = np.array([p["keypoint_scores"] for p in body["people"]], np.float64).reshape(poses.joint_scores.shape)
     np.testing.assert_allclose(got_kp[..., :2], poses.keypoints[..., :2], atol=0.01)
     np.testing.assert_allclose(got_kp[..., 2], poses.keypoints[..., 2], atol=1e-4)
     np.testing.assert_allclose(got_sc, poses.scores, atol=1e-4)
+    np.testing.assert_allclose(got_joints, poses.joint_scores, atol=1e-4)
 
 
 def test_raw_body_gives_the_estimators_poses(client, estimator, photo):
@@ -96,6 +99,20 @@ def test_draw_returns_the_drawn_image(client, estimator, photo, fmt, magic):
         assert np.abs(drawn.astype(int) - want).mean() < 3  # JPEG quality 90
 
 
+def test_draw_leaves_out_joints_below_min_joint_score(client, estimator, photo):
+    expected = _expected(estimator, photo)
+    image = read_image(photo)
+    hidden = (expected.joint_scores < 0.6).sum()
+    assert 0 < hidden < expected.joint_scores.size  # the threshold matters on this photo
+    drawn = {}
+    for thr in (0, 0.6):
+        r = client.post(f"/v1/poses?draw=1&format=png&min_joint_score={thr}", content=photo.read_bytes())
+        assert r.status_code == 200
+        drawn[thr] = cv2.cvtColor(cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(drawn[thr], expected.draw(image, min_joint_score=thr))
+    assert not np.array_equal(drawn[0], drawn[0.6])
+
+
 def test_batch_endpoint_answers_each_image(client, estimator, shared_data):
     paths = [shared_data / "demo" / n for n in ("crowd_01.jpg", "crowd_02.jpg", "crowd_03.jpg")]
     files = [("images", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
@@ -115,7 +132,7 @@ def test_model_and_health(client, estimator):
     assert info["device"] == "cpu"
     assert info["keypoints"]["names"] == list(estimator.spec.names)
     assert info["keypoints"]["skeleton"] == [list(p) for p in estimator.spec.skeleton]
-    assert info["defaults"] == {"flip": False, "scales": [1.0], "score_thr": 0.1}
+    assert info["defaults"] == {"flip": False, "scales": [1.0], "score_thr": 0.1, "min_joint_score": MIN_JOINT_SCORE}
     assert info["config"]["test"]["base_size"] == 128
     assert info["limits"]["max_image_mb"] == 20.0
     health = client.get("/healthz")

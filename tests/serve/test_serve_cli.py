@@ -14,6 +14,8 @@ from grapepose.cli.main import main
     (["--max-wait-ms", "-1"], "--max-wait-ms -1.0: must be between 0 and 10000"),
     (["--max-image-mb", "0"], "--max-image-mb 0.0: must be in (0, 1000]"),
     (["--max-queue", "0"], "--max-queue 0: must be >= 1"),
+    (["--max-client-connections", "0"], "--max-client-connections 0: must be >= 1"),
+    (["--body-timeout", "0"], "--body-timeout 0.0: must be in (0, 3600]"),
     (["--score-thr", "1.5"], "--score-thr 1.5: must be between 0 and 1"),
     (["--port", "70000"], "--port 70000: must be between 0 and 65535"),
     (["--workers", "0"], "--workers must be >= 1, got 0"),
@@ -21,7 +23,7 @@ from grapepose.cli.main import main
     (["--weights", "missing.safetensors"], "missing.safetensors: no such checkpoint file (nor 'demo' or a preset name)"),
 ])  # fmt: skip
 def test_bad_arguments_are_one_line_errors(argv, message, capsys):
-    assert main(["serve", *argv]) == 2
+    assert main(["serve", "--port", "0", *argv]) == 2  # any free port: the port is bound before the model loads
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"grapepose serve: error: {message}"
 
 
@@ -35,12 +37,13 @@ def test_worker_processes_build_the_app_from_the_environment(tiny_checkpoint, mo
 
     args = dict(overrides=["test.flip=true"], weights=str(tiny_checkpoint), preset=None, device="cpu", max_batch=4,
                 max_wait_ms=5.0, max_image_mb=1.0, max_megapixels=2.0, max_queue=8, max_client_requests=2,
-                score_thr=0.2)  # fmt: skip
+                max_client_connections=3, body_timeout=9.0, score_thr=0.2)  # fmt: skip
     monkeypatch.setenv("GRAPEPOSE_SERVE_ARGS", json.dumps(args))
     app = serve.app_from_env()
     service = app.state.service
     assert service.settings.max_batch == 4 and service.settings.max_image_mb == 1.0
     assert service.settings.score_threshold == 0.2 and service.settings.max_batch_images == 8
+    assert service.settings.max_client_connections == 3 and service.settings.body_timeout == 9.0
     assert service.default_key == (True, (1.0,)) and service.estimator.batch_size == 4
     assert service.source == str(tiny_checkpoint)
 

@@ -100,7 +100,9 @@ PARAMS = {
     "scales=": "scales=: give 1 to 3 comma-separated numbers",
     "scales=one": "scales=one: not a number",
     "format=gif": "format=gif: must be jpeg or png",
-    "thr=0.5": "unknown query parameter 'thr' (known: draw, flip, format, scales, score_thr)",
+    "min_joint_score=1.5": "min_joint_score=1.5: must be between 0 and 1",
+    "min_joint_score=x": "min_joint_score=x: not a number",
+    "thr=0.5": "unknown query parameter 'thr' (known: draw, flip, format, min_joint_score, scales, score_thr)",
 }
 
 

@@ -70,3 +70,33 @@ def test_far_away_joints_do_not_crash(value):
     k[3, :2] = value
     out = draw_poses(np.zeros((30, 30, 3), np.uint8), k[None], COCO_KEYPOINTS.skeleton)
     assert out.shape == (30, 30, 3)
+
+
+def test_joints_below_min_joint_score_are_left_out_with_their_limbs():
+    img = np.full((50, 60, 3), 30, np.uint8)
+    kp = np.array([[[10, 10, 0.8], [40, 10, 0.8], [40, 40, 0.8]]], np.float32)
+    skeleton = [(0, 1), (1, 2)]
+    joint_scores = np.array([[0.9, 0.29, 0.3]], np.float32)
+    out = draw_poses(img, kp, skeleton, joint_scores=joint_scores, min_joint_score=0.3, thickness=2)
+    absent = kp.copy()
+    absent[0, 1, :2] = np.nan  # a joint that is not there: drawn neither as a dot nor in a limb
+    np.testing.assert_array_equal(out, draw_poses(img, absent, skeleton, thickness=2))
+    assert (out[10, 10] != 30).any() and (out[40, 40] != 30).any()  # 0.3 is not below 0.3: shown
+    assert (out[10, 40] == 30).all() and (out[10, 25] == 30).all() and (out[25, 40] == 30).all()
+    everything = draw_poses(img, kp, skeleton, joint_scores=joint_scores, min_joint_score=0.0, thickness=2)
+    np.testing.assert_array_equal(everything, draw_poses(img, kp, skeleton, thickness=2))
+
+
+def test_poses_draw_hides_joints_below_the_default_threshold():
+    from grapepose.inference import Poses
+    from grapepose.visualize import MIN_JOINT_SCORE
+
+    kp = _person(30, 5)[None]
+    joint_scores = np.full((1, 17), MIN_JOINT_SCORE + 0.1, np.float32)
+    joint_scores[0, 5:] = MIN_JOINT_SCORE - 0.1  # the lower body is not in the picture
+    people = Poses(kp, np.ones(1), COCO_KEYPOINTS, joint_scores=joint_scores)
+    img = np.zeros((120, 60, 3), np.uint8)
+    shown = kp.copy()
+    shown[0, 5:, :2] = np.nan
+    np.testing.assert_array_equal(people.draw(img), draw_poses(img, shown, COCO_KEYPOINTS.skeleton))
+    np.testing.assert_array_equal(people.draw(img, min_joint_score=0), draw_poses(img, kp, COCO_KEYPOINTS.skeleton))

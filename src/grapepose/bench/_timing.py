@@ -1,61 +1,60 @@
-"""The timing loop shared by the benchmarks, and the switch to the network's older kernels."""
+"""The one timing loop of the benchmarks."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
-import torch
-from torch import nn
+
+@dataclass(frozen=True)
+class Timing:
+    """What `time_calls` measured over its timed calls."""
+
+    calls: tuple[float, ...]  # wall seconds of each call
+    seconds: float  # wall seconds of all of them, from the first call's start to the last one's end
+    cpu_seconds: float  # this process's CPU seconds over them (with one thread, steadier than the wall time)
+
+    @property
+    def median_ms(self) -> float:
+        ordered = sorted(self.calls)
+        mid = len(ordered) // 2
+        return 1000.0 * (ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2)
+
+    @property
+    def best_ms(self) -> float:
+        """The fastest call: on a shared machine, the least disturbed one."""
+        return 1000.0 * min(self.calls)
 
 
-def time_calls(fn: Callable[[], object], warmup: int, iters: int, device: torch.device) -> float:
-    """Seconds taken by `iters` calls of `fn` after `warmup` untimed ones.
+def time_calls(fn: Callable[[], Any], iters: int, warmup: int = 0, device: Any = None) -> Timing:
+    """Call `fn` `warmup` times untimed, then `iters` times timed, one after another.
 
-    CUDA work is synchronised before and after the timed calls, and the CUDA peak-memory counter is
-    reset after the warm-up, so `torch.cuda.max_memory_allocated` afterwards covers the timed calls.
+    With a CUDA `device`, the device is synchronised before the timed calls and after each of them (a
+    call's time includes its kernels), and its peak-memory counter is reset after the warm-up, so
+    `torch.cuda.max_memory_allocated` afterwards covers the timed calls.
     """
-    return time_calls_wall_and_cpu(fn, warmup, iters, device)[0]
-
-
-def time_calls_wall_and_cpu(
-    fn: Callable[[], object], warmup: int, iters: int, device: torch.device
-) -> tuple[float, float]:
-    """`time_calls`, also returning this process's CPU seconds over the timed calls.
-
-    On a shared CPU machine the CPU time (with one thread) moves far less than the wall time.
-    """
+    cuda = device is not None and getattr(device, "type", None) == "cuda"
+    if cuda:
+        import torch
 
     def sync() -> None:
-        if device.type == "cuda":
+        if cuda:
             torch.cuda.synchronize(device)
 
     for _ in range(max(warmup, 0)):
         fn()
     sync()
-    if device.type == "cuda":
+    if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    t0, c0 = time.perf_counter(), time.process_time()
+    calls = []
+    start, cpu = time.perf_counter(), time.process_time()
+    t = start
     for _ in range(iters):
         fn()
-    sync()
-    return time.perf_counter() - t0, time.process_time() - c0
-
-
-def use_baseline_kernels(model: nn.Module) -> None:
-    """Run `model` on the kernels it used before the CPU speed-ups, for before/after figures.
-
-    The adaptive block's deformable conv goes back to `torchvision.ops.deform_conv2d`, attention to
-    SDPA in training too (its math path on CPU) and the transformer's dropout to `F.dropout`;
-    results are the same function either way.
-    """
-    from grapepose.models.blocks import AdaptiveBlock
-    from grapepose.models.transformer import Attention, DecoderLayer, EncoderLayer
-
-    for m in model.modules():
-        if isinstance(m, AdaptiveBlock):
-            m.deform_impl = "torchvision"
-        elif isinstance(m, Attention):
-            m.attention_impl = "sdpa"
-        elif isinstance(m, (EncoderLayer, DecoderLayer)):
-            m.dropout_impl = "torch"
+        sync()
+        now = time.perf_counter()
+        calls.append(now - t)
+        t = now
+    return Timing(tuple(calls), t - start, time.process_time() - cpu)

@@ -1,14 +1,11 @@
-"""`grapepose bench decode`: decoding time per image for planted outputs (DESIGN §5 steps 3-6).
+"""`grapepose bench decode`: decoding time per image for planted outputs (docs/DESIGN.md, "Decoding").
 
-Figures are reference-free medians (and minima, `best_ms`: on a shared machine the least disturbed
-run). `--compare-old` also times the decoder as it was before the
-fast rewrite (`grapepose.testing.reference_decode`, full-resolution maps) in the same run,
-alternating with the fast one in blocks of `--block` calls, so a shared or throttled machine slows
-both alike. The first `--warm` calls of each block are not timed: right after the other decoder
-(the old one sweeps ~100 MB of full-resolution maps) the caches hold its data, which would charge
-one decoder for the other's footprint. Measured per position in a block (15 people, one thread),
-the fast decoder takes 6.1, 5.8, 5.4, 5.4, 5.4 ms on its first five calls after the old one and
-the old decoder 102 ms on each, hence two warm calls. `--block 1` alternates call by call and
+Figures are medians (and minima, `best_ms`: on a shared machine the least disturbed run).
+`--compare-old` also times the reference decoder (`grapepose.testing.reference_decode`: full-
+resolution maps) in the same run, alternating with `decode` in blocks of `--block` calls, so a shared
+or throttled machine slows both alike. The first `--warm` calls of each block are not timed: right
+after the reference decoder, whose full-resolution maps sweep about 100 MB, the caches hold its
+data, and the first calls of `decode` would pay for it. `--block 1` alternates call by call and
 times every call.
 """
 
@@ -16,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from typing import Any
 
-from grapepose.cli import _options as opt
+from grapepose.cli import options as opt
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,12 +25,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", type=opt.int_range(1), default=128,
                    help="output grid side; the input is 4x (default 128)")
     p.add_argument("--keypoints", type=opt.int_range(1), default=14, help="K (default 14, CrowdPose)")
-    opt.add_batch_size(p, 1, "images decoded together (default 1)", dest="batch", old="--batch")
+    opt.add_batch_size(p, 1, "images decoded together (default 1)", dest="batch")
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True, help="merge flipped outputs too")
     iters = opt.int_range(1)
     p.add_argument("--iters", dest="repeats", type=iters, default=10, metavar="N",
                    help="timed runs (default 10, after 2 warm-up runs)")
-    opt.add_deprecated(p, "--repeats", "--iters", "repeats", type=iters)
     p.add_argument("--block", type=opt.int_range(1), default=6, metavar="N",
                    help="with --compare-old: calls of one decoder in a row (default 6; 1: call by call)")
     p.add_argument("--warm", type=opt.int_range(0), default=2, metavar="N",
@@ -42,12 +37,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=opt.int_range(1), nargs="+",
                    help="CPU thread counts to measure (default: torch's current)")
     p.add_argument("--compare-old", action="store_true",
-                   help="also time the pre-rewrite decoder (full-resolution maps) in the same run")  # fmt: skip
+                   help="also time the reference decoder (full-resolution maps) in the same run")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
+    from grapepose.bench._timing import time_calls
     from grapepose.config import TestConfig
     from grapepose.inference import decode
     from grapepose.keypoints import keypoint_spec
@@ -61,10 +57,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     decoders = {"ms_per_image": decode}
     if args.compare_old:
         decoders["old_ms_per_image"] = reference_decode
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
 
     def on_device(o: Any) -> Any:
         return type(o)(*(None if t is None else t.to(dev) for t in o))
@@ -90,18 +82,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 block = args.block if len(decoders) > 1 else 1
                 warm = min(args.warm, block - 1) if block > 1 else 0  # untimed calls at the start of each block
                 rounds = 2 + args.repeats if block == 1 else -(-args.repeats // (block - warm))
+
+                def call(name: str, fn: Any) -> None:
+                    with torch.inference_mode():  # as `Predictor` runs both (a few % for the reference one)
+                        res = fn(out, cfg, **kw)  # noqa: B023 - called within this iteration
+                    if name == "ms_per_image":
+                        found[str(n)] = sum(len(r.scores) for r in res) // args.batch  # noqa: B023
+
                 for i in range(rounds):
                     for name, fn in decoders.items():  # alternating: both see the same machine state
-                        for j in range(block):
-                            sync()
-                            t0 = time.perf_counter()
-                            with torch.inference_mode():  # as `Predictor` runs both (a few % for the old one)
-                                res = fn(out, cfg, **kw)
-                            sync()
-                            if (i >= 2 if block == 1 else j >= warm) and len(times[name]) < args.repeats:
-                                times[name].append((time.perf_counter() - t0) * 1000.0 / args.batch)
-                            if name == "ms_per_image":
-                                found[str(n)] = sum(len(r.scores) for r in res) // args.batch
+                        untimed, timed = (warm, block - warm) if block > 1 else ((1, 0) if i < 2 else (0, 1))
+                        timing = time_calls(lambda: call(name, fn), timed, untimed, dev)  # noqa: B023
+                        wanted = args.repeats - len(times[name])  # the last block may time more than needed
+                        times[name] += [s * 1000.0 / args.batch for s in timing.calls[:wanted]]
                 for name in decoders:
                     figures[name][str(nt)][str(n)] = round(statistics.median(times[name]), 2)
                     best[name][str(nt)][str(n)] = round(min(times[name]), 2)

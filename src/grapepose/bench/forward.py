@@ -10,7 +10,7 @@ import resource
 import sys
 from typing import Any
 
-from grapepose.cli import _options as opt
+from grapepose.cli import options as opt
 
 __all__ = ["add_arguments", "run"]
 
@@ -19,7 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_preset(p, "preset or YAML config (default crowdpose_w32)", default="crowdpose_w32")
     p.add_argument("--size", type=opt.int_range(64), default=512,
                    help="input side, a multiple of 64 (default 512)")
-    opt.add_batch_size(p, 1, "images per forward (default 1)", dest="batch", old="--batch")
+    opt.add_batch_size(p, 1, "images per forward (default 1)", dest="batch")
     opt.add_device(p)
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype (default fp32)")
     p.add_argument("--iters", type=opt.int_range(1), default=20, help="timed forwards (default 20)")
@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--threads", type=opt.int_range(0), default=0, help="CPU threads (0: torch default)")
     p.add_argument("--baseline", action="store_true",
-                   help="the older kernels (torchvision deformable conv, SDPA attention), for before/after figures")
+                   help="PyTorch's kernels (torchvision deformable conv, SDPA attention) instead of the own ones "
+                        "(grapepose.models.kernels), for before/after figures")
     opt.add_overrides(p, "model.d_model=64")
 
 
@@ -37,12 +38,15 @@ def _peak_rss_bytes() -> int:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    import contextlib
+
     import torch
 
-    from grapepose.bench._timing import time_calls_wall_and_cpu, use_baseline_kernels
+    from grapepose.bench._timing import time_calls
     from grapepose.config import load_config
     from grapepose.errors import ConfigError
     from grapepose.models import build_model
+    from grapepose.models.kernels import use_kernels
 
     if args.size <= 0 or args.size % 64:
         raise ConfigError(f"--size must be a positive multiple of 64, got {args.size}")
@@ -59,8 +63,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.backends.cudnn.benchmark = True
     rss_before = _peak_rss_bytes()
     model = build_model(cfg).to(device).eval()
-    if args.baseline:
-        use_baseline_kernels(model)
     images = torch.randn(args.batch, 3, args.size, args.size, device=device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -70,8 +72,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             model(images)
 
-    with torch.inference_mode():
-        elapsed, cpu = time_calls_wall_and_cpu(forward, args.warmup, args.iters, device)
+    with torch.inference_mode(), use_kernels("torch") if args.baseline else contextlib.nullcontext():
+        timing = time_calls(forward, args.iters, args.warmup, device)
+    elapsed, cpu = timing.seconds, timing.cpu_seconds
     iters = max(args.iters, 1)
     out: dict[str, Any] = {
         "preset": cfg.name, "device": str(device), "dtype": args.dtype, "channels_last": args.channels_last,

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
-from grapepose.cli import _options as opt
+from grapepose.cli import options as opt
 from grapepose.errors import GrapeposeError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_workers(p, 2, "DataLoader workers (default 2)")
     p.add_argument("--size", type=opt.int_range(64), default=512, help="input size (grid = size/4)")
-    opt.add_batch_size(p, 8, "images per batch (default 8)", dest="batch", old="--batch")
+    opt.add_batch_size(p, 8, "images per batch (default 8)", dest="batch")
     p.add_argument("--batches", type=opt.int_range(1), default=20,
                    help="timed batches (after one warm-up batch)")
-    p.add_argument("--data", required=True, metavar="ROOT", help="image folder, e.g. ../shared/data/crowdpose")
+    p.add_argument("--data", required=True, metavar="ROOT", help="image folder, e.g. data/crowdpose")
     p.add_argument("--ann", required=True, metavar="ANN.json", help="COCO-format keypoint JSON of those images")
     opt.add_preset(p, "preset or YAML config for the data section (default crowdpose_w32)")
     p.add_argument("--seed", type=opt.int_range(0, opt.SEED_MAX), default=0, help="augmentation seed")
@@ -41,6 +40,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     import torch
 
+    from grapepose.bench._timing import time_calls
     from grapepose.config import load_config
     from grapepose.data import KeypointDataset, TrainingDataset
 
@@ -53,14 +53,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     total = (args.batches + 1) * args.batch
     ds = TrainingDataset(_Cycled(base, total), base.spec, cfg, train=True, seed=args.seed)
     loader = torch.utils.data.DataLoader(ds, batch_size=args.batch, num_workers=args.workers, shuffle=False)
-    t0 = time.perf_counter()
-    it = iter(loader)
-    next(it)
-    first = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    n = sum(batch["image"].shape[0] for batch in it)
-    elapsed = time.perf_counter() - t1
+    batches: Any = None
+
+    def start() -> None:  # starting the workers is part of the first batch's time
+        nonlocal batches
+        batches = iter(loader)
+        next(batches)
+
+    first = time_calls(start, 1).seconds
+    sizes: list[int] = []
+    elapsed = time_calls(lambda: sizes.append(next(batches)["image"].shape[0]), args.batches).seconds
     return {
         "workers": args.workers, "size": args.size, "batch": args.batch, "batches": args.batches,
-        "images_per_s": round(n / elapsed, 1), "first_batch_s": round(first, 2), "dataset": str(ann),
+        "images_per_s": round(sum(sizes) / elapsed, 1), "first_batch_s": round(first, 2), "dataset": str(ann),
     }  # fmt: skip

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from grapepose.cli import _options as opt
+from grapepose.bench._timing import time_calls
+from grapepose.cli import options as opt
 from grapepose.errors import GrapeposeError
 
 
@@ -71,15 +72,13 @@ def _drive(port: int, body: bytes, clients: int, requests: int) -> dict[str, Any
     """`requests` POSTs from `clients` threads; each thread sends its next request when answered."""
     per_client = [requests // clients + (i < requests % clients) for i in range(clients)]
 
-    def client(n: int) -> list[float]:
-        out = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            status, data = _request(port, "POST", "/v1/poses", body)
-            if status != 200:
-                raise GrapeposeError(f"bench serve: HTTP {status}: {data[:200].decode(errors='replace')}")
-            out.append(time.perf_counter() - t0)
-        return out
+    def post() -> None:
+        status, data = _request(port, "POST", "/v1/poses", body)
+        if status != 200:
+            raise GrapeposeError(f"bench serve: HTTP {status}: {data[:200].decode(errors='replace')}")
+
+    def client(n: int) -> tuple[float, ...]:
+        return time_calls(post, n).calls
 
     before = json.loads(_request(port, "GET", "/healthz")[1])
     t0 = time.perf_counter()
@@ -121,7 +120,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     model = ["--weights", args.weights] if args.weights else ["--preset", args.preset]
     cmd = [sys.executable, "-m", "grapepose", "-q", "serve", *model, "--host", "127.0.0.1", "--port", str(port),
            "--device", args.device or "auto", "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
-           "--max-client-requests", str(max(clients) + 1), *args.overrides]  # fmt: skip
+           "--max-client-requests", str(max(clients) + 1), "--max-client-connections", str(max(clients) + 1),
+           *args.overrides]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "server.log"
         with log.open("w") as out:

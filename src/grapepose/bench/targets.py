@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import time
+import itertools
 from typing import Any
 
 import numpy as np
 
-from grapepose.cli import _options as opt
+from grapepose.bench._timing import time_calls
+from grapepose.cli import options as opt
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,13 +32,10 @@ def random_scene(rng: np.random.Generator, people: int, k: int, grid: int) -> np
     return j
 
 
-def _median_ms(fn: Any, scenes: list[np.ndarray]) -> float:
-    times = []
-    for s in scenes:
-        t = time.perf_counter()
-        fn(s)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1e3)
+def _median_ms(fn: Any, scenes: list[np.ndarray], warmup: int = 0) -> float:
+    """Median ms of `fn(scene)` over every scene, after `warmup` untimed calls on the first ones."""
+    cycled = itertools.cycle(scenes)
+    return time_calls(lambda: fn(next(cycled)), len(scenes), warmup).median_ms
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -48,10 +46,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     g = args.grid
     kw = {"sigma": g / 64, "center_sigma": g / 64 + 2}
     scenes = [random_scene(rng, args.people, args.keypoints, g) for _ in range(max(args.iters, 1))]
-    for s in scenes[:5]:  # warm-up
-        build_targets(s, (g, g), **kw)
     out: dict[str, Any] = {"people": args.people, "grid": g, "keypoints": args.keypoints, "iters": len(scenes)}
-    out["ms_per_image"] = round(_median_ms(lambda s: build_targets(s, (g, g), **kw), scenes), 3)
+    out["ms_per_image"] = round(_median_ms(lambda s: build_targets(s, (g, g), **kw), scenes, warmup=5), 3)
     if args.oracle_iters > 0:
         oracle = _median_ms(lambda s: reference_targets(s, (g, g), **kw), scenes[: args.oracle_iters])
         out["oracle_ms_per_image"] = round(oracle, 2)

@@ -11,14 +11,14 @@ import resource
 import sys
 from typing import Any
 
-from grapepose.cli import _options as opt
+from grapepose.cli import options as opt
 
 __all__ = ["add_arguments", "run", "random_batch"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_preset(p, "preset or YAML config (default crowdpose_w32)", default="crowdpose_w32")
-    opt.add_batch_size(p, 16, "images per step (default 16)", dest="batch", old="--batch")
+    opt.add_batch_size(p, 16, "images per step (default 16)", dest="batch")
     p.add_argument("--size", type=opt.int_range(64), default=512,
                    help="input side, a multiple of 64 (default 512)")
     opt.add_device(p)
@@ -27,8 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=opt.int_range(0), default=3, help="untimed steps first (default 3)")
     p.add_argument("--threads", type=opt.int_range(0), default=0, help="CPU threads (0: torch default)")
     p.add_argument("--baseline", action="store_true",
-                   help="the older kernels (torchvision deformable conv, SDPA attention and torch dropout) and "
-                        "the system's malloc, for before/after figures")
+                   help="PyTorch's kernels (torchvision deformable conv, SDPA attention and dropout) instead of the "
+                        "own ones (grapepose.models.kernels) and the system's malloc, for before/after figures")
     p.add_argument("--system-malloc", action="store_true",
                    help="leave malloc as it is (default on CPU: keep freed memory for reuse, as the trainer does)")
     opt.add_overrides(p, "model.d_model=64")
@@ -52,9 +52,11 @@ def random_batch(batch: int, size: int, num_keypoints: int, seed: int = 0) -> di
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    import contextlib
+
     import torch
 
-    from grapepose.bench._timing import time_calls_wall_and_cpu, use_baseline_kernels
+    from grapepose.bench._timing import time_calls
     from grapepose.config import load_config
     from grapepose.engine.losses import GrapeLoss
     from grapepose.engine.optim import build_optimizer
@@ -62,6 +64,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from grapepose.engine.step import apply_update, forward_backward
     from grapepose.errors import ConfigError
     from grapepose.models import build_model
+    from grapepose.models.kernels import use_kernels
 
     if args.size % 64:
         raise ConfigError(f"--size must be a multiple of 64, got {args.size}")
@@ -75,8 +78,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True
     model = build_model(cfg).to(device)
-    if args.baseline:
-        use_baseline_kernels(model)
     heap = "system"
     if device.type == "cpu" and not (args.baseline or args.system_malloc):
         from grapepose.utils.memory import retain_freed_memory
@@ -94,7 +95,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         forward_backward(model, batch, criterion, precision, scaler, optimizer, device)
         apply_update(model, optimizer, scaler, None, cfg.train.grad_clip)
 
-    elapsed, cpu = time_calls_wall_and_cpu(step, args.warmup, args.steps, device)
+    with use_kernels("torch") if args.baseline else contextlib.nullcontext():
+        timing = time_calls(step, args.steps, args.warmup, device)
+    elapsed, cpu = timing.seconds, timing.cpu_seconds
     out: dict[str, Any] = {
         "preset": cfg.name, "backbone": cfg.model.backbone, "device": str(device), "dtype": precision.name,
         "batch": args.batch, "size": args.size, "steps": args.steps,

@@ -101,7 +101,8 @@ def run_sharded(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, shard: Any, folder: Any, job: dict[str, Any], report: Any, prefix: str) -> int:
-    from grapepose.cli.predict import _estimator, _options, _overrides, _signals
+    from grapepose.cli import options as opt
+    from grapepose.cli.predict import _estimator, _options, _signals
     from grapepose.io.runner import PredictSummary, run_predict
     from grapepose.io.shard import PartJournal
 
@@ -115,7 +116,7 @@ def _run(args: argparse.Namespace, shard: Any, folder: Any, job: dict[str, Any],
     try:
         part.open()
         if mine:  # a rank without inputs (more ranks than inputs) loads no model
-            estimator = _estimator(args, _overrides(args), device=shard.device)
+            estimator = _estimator(args, opt.flag_overrides(args), device=shard.device)
             summary = run_predict(estimator, sources, _options(args, progress=shard.rank == 0), report=report,
                                   journal=part, stop=stop, part=mine)  # fmt: skip
     except GrapeposeError as e:  # e.g. no model on this rank's GPU: the others go on, rank 0 says it at the end

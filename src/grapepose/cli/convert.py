@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
-from grapepose.cli import _options as opt
+from grapepose.cli import options as opt
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", metavar="SRC", help="checkpoint to convert (.pth, .pth.tar or .safetensors)")
-    p.add_argument("dst", metavar="DST", nargs="?", default=None, help=argparse.SUPPRESS)  # deprecated: use --out
     opt.add_out(p, "file", "output .safetensors file (written atomically)")
     opt.add_preset(p, "preset or YAML config giving the architecture and the config stored in the output "
                    "(default: inferred from the weights: K from the heatmap head, width from the backbone)")
@@ -28,11 +26,6 @@ def run(args: argparse.Namespace) -> int:
     from grapepose.models import load_model, save_model
     from grapepose.io.files import check_output_path
 
-    if args.dst is not None:
-        if args.out is not None:
-            raise GrapeposeError(f"give the output once: --out {args.out} or DST {args.dst}, not both")
-        print("grapepose convert: warning: a positional DST is deprecated; use --out DST", file=sys.stderr)
-        args.out = args.dst
     if args.out is None:
         raise GrapeposeError("give the output file: --out OUT.safetensors")
     check_output_path(args.out, "file")  # before the checkpoint is read

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from grapepose.cli import _options as opt
+from grapepose.cli import options as opt
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=opt.int_range(MIN_SIZE, MAX_SIZE), default=256, metavar="S",
                    help="side of the synthetic images (default: 256, the demo model's held-out size)")
     p.add_argument("--photos", metavar="DIR", default=None,
-                   help="folder of photos to predict on too (default: none; `./dev demo` passes ../shared/data/demo)")
+                   help="folder of photos to predict on too (default: none; `./dev demo` passes the fixture photos)")
 
 
 def _describe(weights: str, info: dict[str, object]) -> str:
@@ -36,7 +36,7 @@ def _describe(weights: str, info: dict[str, object]) -> str:
     held = info.get("heldout_ap")
     aps = ", ".join(f"{k} AP {v:.3f}" for k, v in held.items()) if isinstance(held, dict) else "not recorded"
     return (
-        f"model: the bundled demo model, {info.get('preset', '?')}, trained on {info.get('trained_on', '?')}.\n"
+        f"model: the bundled demo model ({info.get('preset', '?')}), trained on {info.get('trained_on', '?')}.\n"
         "       It is a demonstration of the pipeline, not a real-photo model: expect it to find few people\n"
         "       in real photos. For real photos use the authors' CrowdPose checkpoint (docs/MODELS.md) or a\n"
         f"       GPU training run (docs/TRAINING.md). Its held-out AP on synthetic scenes: {aps}."

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from grapepose.cli import _options as opt
+from grapepose.cli import options as opt
 from grapepose.config import TEST_MODES
 from grapepose.errors import ConfigError, GrapeposeError
 
@@ -23,7 +22,8 @@ _KINDS = ("coco", "crowdpose", "ochuman")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    opt.add_weights(p, "model file: ours (.safetensors) or the authors' .pth/.pth.tar")
+    opt.add_weights(p, "model: a checkpoint (.safetensors, the authors' .pth/.pth.tar, .onnx), 'demo' or a preset "
+                    "name (untrained)")
     p.add_argument("--results", metavar="JSON", help="score this COCO keypoint results file instead of a model")
     p.add_argument("--ann", metavar="JSON", required=True, help="COCO-format keypoint annotation file")
     p.add_argument("--data", metavar="ROOT", help="image folder (the annotation's file_name is relative to it)")
@@ -31,38 +31,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", choices=_KINDS, help="evaluation protocol (default: detected from the annotation)")
     p.add_argument("--mode", choices=list(TEST_MODES), help="test mode: default (1 scale + flip), fast (no flip), "
                    "reference (scales 0.5 1 2 + flip + fp16, as the authors' script)")  # fmt: skip
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test (overrides --mode)")
-    opt.add_scales(p, "test scales, e.g. 0.5 1 2 (overrides --mode)")
-    p.add_argument("--base-size", type=opt.int_range(1), metavar="N",
-                   help="short side at scale 1 (default 512)")
-    p.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), help="autocast dtype (overrides --mode)")
+    opt.add_test_flags(p, "from --mode, else the model's config")
+    opt.add_precision(p, shown="from --mode, else the model's config")
     opt.add_device(p)
     opt.add_batch_size(p, 1, "images per forward pass (default 1)")
-    opt.add_workers(p, 2, "image reading threads (default 2)")
+    opt.add_read_threads(p, 2)
     p.add_argument("--limit", type=opt.int_range(1), metavar="N",
-                   help="evaluate only the first N images (by id)")
+                   help="evaluate only the first N images (by id); they alone are scored")
     opt.add_out(p, "file", "write the COCO results here")
     opt.add_overrides(p, "test.nms_distance=0.1 (test.* keys only)")
-
-
-def _test_config(args: argparse.Namespace, base: Any) -> Any:
-    import dataclasses
-
-    from grapepose.config import Config, apply_overrides
-
-    overrides = getattr(args, "overrides", ())
-    if overrides:
-        base = apply_overrides(Config(test=base), overrides).test
-    changes: dict[str, Any] = dict(TEST_MODES[args.mode]) if args.mode else {}
-    if args.flip is not None:
-        changes["flip"] = args.flip
-    if args.scales is not None:
-        changes["scales"] = args.scales
-    if args.base_size is not None:
-        changes["base_size"] = args.base_size
-    if args.dtype is not None:
-        changes["dtype"] = args.dtype
-    return dataclasses.replace(base, **changes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,7 +53,12 @@ def run(args: argparse.Namespace) -> int:
     if args.results:
         if args.out:
             raise ConfigError("--out writes a model's results; with --results there is nothing to write")
-        return _score(args.results, args)
+        ids = None
+        if args.limit is not None:
+            from grapepose.evaluation import annotated_images, load_annotation
+
+            ids = [im.id for im in annotated_images(load_annotation(args.ann), ".", args.ann)][: args.limit]
+        return _score(args.results, args, image_ids=ids)
     if not args.data:
         raise ConfigError("--weights needs --data (the image folder)")
     if args.out:
@@ -84,10 +66,11 @@ def run(args: argparse.Namespace) -> int:
     return _run_model(args)
 
 
-def _score(results: Any, args: argparse.Namespace, name: str | None = None, sigmas: Any = None) -> int:
+def _score(results: Any, args: argparse.Namespace, name: str | None = None, sigmas: Any = None,
+           image_ids: list[int] | None = None) -> int:
     from grapepose.evaluation import evaluate_results, format_metrics_table
 
-    metrics = evaluate_results(results, args.ann, args.kind, sigmas=sigmas)
+    metrics = evaluate_results(results, args.ann, args.kind, sigmas=sigmas, image_ids=image_ids)
     label = name or Path(args.results or args.weights).stem
     print(format_metrics_table(metrics, label))
     return 0
@@ -96,6 +79,7 @@ def _score(results: Any, args: argparse.Namespace, name: str | None = None, sigm
 def _run_model(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
+    from grapepose.api import PoseEstimator
     from grapepose.evaluation import (
         annotated_images,
         check_ground_truth,
@@ -103,26 +87,27 @@ def _run_model(args: argparse.Namespace) -> int:
         load_annotation,
         read_image_as_stored,
     )
-    from grapepose.inference import Predictor
     from grapepose.io.files import atomic_write_json
-    from grapepose.models import load_model
+    from grapepose.utils.distributed import cleanup_distributed, setup_distributed
 
     ann = load_annotation(args.ann)
     check_ground_truth(ann, args.ann, args.kind or detect_kind(args.ann, ann))  # before any work
     images = annotated_images(ann, args.data, args.ann)
     if args.limit is not None:
         images = images[: args.limit]
-    rank, world, device = _setup_distributed(args.device)
+    job = setup_distributed(args.device)
+    rank, world = job.rank, job.world_size
     try:
-        model = load_model(args.weights, preset=args.preset)
-        cfg = _test_config(args, model.config.test)
-        predictor = Predictor(model, cfg, device=device, batch_size=args.batch_size)
+        estimator = PoseEstimator.from_pretrained(
+            args.weights, device=job.device, preset=args.preset, overrides=opt.flag_overrides(args),
+            batch_size=args.batch_size,
+        )  # fmt: skip
         shard = images[rank::world]
         results: list[dict[str, Any]] = []
         errors: list[str] = []
-        stream = predictor.iter_predict(
+        stream = estimator.predictor.iter_predict(
             [im.path for im in shard], reader=read_image_as_stored, progress=rank == 0 and sys.stderr.isatty(),
-            workers=args.workers,
+            workers=args.read_threads,
         )  # fmt: skip
         for im, res in zip(shard, stream):
             if isinstance(res, GrapeposeError):
@@ -144,33 +129,20 @@ def _run_model(args: argparse.Namespace) -> int:
             log.warning("skipped: %s", e)
         if errors:
             print(f"{len(errors)} of {len(images)} images could not be used (see warnings above)", file=sys.stderr)
+        unwritten: OSError | None = None
         if args.out:
-            atomic_write_json(args.out, results)
-            log.info("wrote %d results to %s", len(results), args.out)
+            try:
+                atomic_write_json(args.out, results)
+                log.info("wrote %d results to %s", len(results), args.out)
+            except OSError as failed:  # e.g. a full disk: the metrics of the whole evaluation are printed first
+                unwritten = failed
         if len(errors) == len(images) and images:
             raise GrapeposeError(f"none of the {len(images)} images in {args.ann} could be read (first: {errors[0]})")
-        return _score(results, args, Path(args.weights).stem, sigmas=model.config.keypoint_spec.sigmas)
+        ids = [im.id for im in images] if args.limit is not None else None  # --limit: the images it ran on
+        code = _score(results, args, Path(args.weights).stem, sigmas=estimator.spec.sigmas, image_ids=ids)
+        if unwritten is not None:
+            raise unwritten
+        return code
     finally:
-        if world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        cleanup_distributed()
 
-
-def _setup_distributed(device: str | None) -> tuple[int, int, Any]:
-    """(rank, world size, device) for this process; joins the torchrun group when WORLD_SIZE > 1."""
-    import datetime
-
-    import torch
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    from grapepose.utils.device import resolve_device
-
-    dev = resolve_device(device, local if world > 1 else None)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    if world <= 1:
-        return 0, 1, dev
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2))
-    return dist.get_rank(), dist.get_world_size(), dev

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from grapepose.cli._options import Parser
+from grapepose.cli.options import Parser
 from grapepose.errors import GrapeposeError
 
 # (name, module, one-line description, example)
@@ -35,7 +35,8 @@ COMMANDS: list[tuple[str, str, str, str]] = [
      "grapepose convert model_crowdpose.pth.tar --out out.safetensors --preset crowdpose_w32"),
     ("show-targets", "grapepose.cli.show_targets", "draw augmented training samples with their targets",
      "grapepose show-targets --data images/ --ann train.json --out outputs/targets"),
-    ("bench", "grapepose.cli.bench", "measure speed (forward, targets, loader, decode, predict, train)",
+    ("bench", "grapepose.cli.bench", "measure speed (forward, targets, loader, decode, predict, train, serve) "
+     "and per-joint confidence (joints)",
      "grapepose bench decode --people 15 --device cpu"),
     ("serve", "grapepose.cli.serve", "HTTP pose service: JSON API and a web page, batching across requests",
      "grapepose serve --weights model.safetensors --port 8080"),
@@ -133,8 +134,35 @@ def _build_parser(selected: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(e: GrapeposeError | OSError) -> str:
+    """The error line of a failed command: ours as it is; an `OSError` as `path: reason` (`path -> other: reason`
+    for a rename)."""
+    if isinstance(e, GrapeposeError):
+        return str(e)
+    reason = e.strerror or str(e) or type(e).__name__
+    if e.filename is None:
+        return reason
+    where = f"{e.filename}" if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+    return f"{where}: {reason}"
+
+
+def passive_openmp_waits() -> None:
+    """Make OpenMP threads sleep as soon as they wait (`OMP_WAIT_POLICY=PASSIVE`), unless the user chose.
+
+    PyTorch's GNU OpenMP lets a thread that waits at the end of a parallel region spin before it
+    sleeps. On a CPU shared with other busy processes the spinning threads take the cores the
+    working ones need: a 2-thread forward cost 6.6x the CPU time of a 1-thread one (docs/BENCHMARKS.md).
+    The variable is read when torch loads, so this runs before anything imports torch; a user's
+    `OMP_WAIT_POLICY` or `GOMP_SPINCOUNT` is left alone, and so is a process that already loaded torch.
+    """
+    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `grapepose` console script."""
+    passive_openmp_waits()
     argv = list(sys.argv[1:] if argv is None else argv)
     names = {c[0] for c in COMMANDS}
     selected = next((a for a in argv if not a.startswith("-") and not _OVERRIDE.match(a)), None)
@@ -151,11 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = next(m for n, m, _, _ in COMMANDS if n == args.command)
     try:
         return int(importlib.import_module(module).run(args) or 0)
-    except (GrapeposeError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+    except (GrapeposeError, OSError) as e:  # OSError: a full disk, a read-only or missing folder, ...
         if args.verbose:
             log.exception("failed")
-        msg = str(e) if isinstance(e, GrapeposeError) else f"{getattr(e, 'filename', '') or ''}: {e.strerror or e}"
-        print(f"grapepose {args.command}: error: {msg}", file=sys.stderr)
+        print(f"grapepose {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"grapepose {args.command}: interrupted", file=sys.stderr)

@@ -8,11 +8,13 @@ import sys
 import threading
 from typing import Any
 
-from grapepose.cli import _options as opt
+from grapepose.cli import options as opt
 from grapepose.errors import GrapeposeError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from grapepose.visualize import MIN_JOINT_SCORE
+
     arg = p.add_argument
     arg("sources", nargs="+", metavar="SOURCE",
         help="image, folder, glob ('clips/*.mp4'), video file or webcam index (0)")
@@ -20,16 +22,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_preset(p, "alone: an untrained network of this preset; with --weights: the config of a file without one")
     opt.add_device(p)
     opt.add_batch_size(p, None, "frames per forward pass (default: 16 on CUDA, 2 on CPU)")
-    arg("--flip", action=argparse.BooleanOptionalAction, default=None, help="flip test (default: from the config)")
-    opt.add_scales(p, "test scales, e.g. 0.5 1 2 (default: from the config)")
-    arg("--base-size", type=opt.int_range(1), metavar="N",
-        help="short side at scale 1 (default: from the config, test.base_size)")
+    opt.add_test_flags(p, "from the config")
+    opt.add_precision(p)
+    opt.add_max_megapixels(p, "an image file declaring more pixels is a failed input, refused before decoding")
     arg("--score-thr", type=opt.float_range(0.0), default=0.1, metavar="T",
         help="drop people scoring lower (0 keeps all, for evaluation)")
     opt.add_out(p, "dir", "output folder (default: outputs/predict)", default="outputs/predict")
     arg("--show-black", action="store_true", help="also draw the skeletons on black (<name>_black.*)")
+    arg("--min-joint-score", type=opt.float_range(0.0, 1.0), default=MIN_JOINT_SCORE, metavar="T",
+        help=f"drawings leave out joints whose per-joint confidence is below T, and their limbs "
+             f"(default {MIN_JOINT_SCORE:g}; 0 draws all; the JSON keeps every joint)")
     arg("--track", action="store_true", help="stable person ids across the frames of each video / image sequence")
-    arg("--backend", choices=("torch", "onnxruntime"), default="torch", help="run PyTorch or an exported .onnx file")
+    arg("--backend", choices=("torch", "onnxruntime"), default=None,
+        help="run PyTorch or an exported .onnx file (default: from the --weights file; int8 .onnx: OpenVINO)")
     arg("--no-draw", action="store_true", help="write only the JSON results")
     arg("--overwrite", action="store_true",
         help="replace the results.json (and drawings) of an earlier run in --out (default: refuse to start)")
@@ -80,23 +85,13 @@ def _resume_flag(args: argparse.Namespace) -> bool:
     return resume
 
 
-def _overrides(args: argparse.Namespace) -> list[str]:
-    overrides = list(args.overrides)
-    if args.flip is not None:
-        overrides.append(f"test.flip={str(args.flip).lower()}")
-    if args.scales:
-        overrides.append(f"test.scales=[{','.join(str(s) for s in args.scales)}]")
-    if args.base_size is not None:
-        overrides.append(f"test.base_size={args.base_size}")
-    return overrides
-
-
 def _options(args: argparse.Namespace, progress: bool = True):  # noqa: ANN202 - PredictOptions, imported lazily
     from grapepose.io.runner import PredictOptions
 
     return PredictOptions(
         out_dir=args.out, draw=not args.no_draw, black=args.show_black, track=args.track,
         score_threshold=args.score_thr, max_frames=max(0, args.max_frames), progress=progress,
+        min_joint_score=args.min_joint_score, max_megapixels=args.max_megapixels,
     )  # fmt: skip
 
 
@@ -110,7 +105,7 @@ def _reporter(prefix: str = ""):  # noqa: ANN202
 
 
 def run(args: argparse.Namespace) -> int:
-    from grapepose.io.shard import world_size
+    from grapepose.utils.distributed import world_size
 
     if world_size() > 1:
         from grapepose.cli._predict_shard import run_sharded
@@ -123,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from grapepose.io.sources import expand_sources
 
     specs = list(args.sources)
-    overrides = _overrides(args)
+    overrides = opt.flag_overrides(args)
     resume = _resume_flag(args)
     args.out = check_output_path(args.out, "dir")  # before the lock, the model and any work
     folder = OutputFolder(args.out, overwrite=getattr(args, "overwrite", False), resume=resume)

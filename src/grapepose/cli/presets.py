@@ -6,7 +6,7 @@ import argparse
 
 import yaml
 
-from grapepose.cli import _options as opt
+from grapepose.cli import options as opt
 from grapepose.config import PRESETS, TEST_MODES, config_to_dict, load_config
 
 

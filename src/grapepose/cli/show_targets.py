@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from grapepose.cli import _options as opt
+from grapepose.cli import options as opt
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ann", required=True, metavar="ANN.json", help="COCO-format keypoint annotations")
     opt.add_preset(p, "preset name or YAML config (default crowdpose_w32)")
     opt.add_overrides(p, "data.flip_prob=1")
-    num = opt.int_range(1)
-    p.add_argument("--num-images", type=num, default=4, metavar="N", help="samples to draw (cycles through the images)")
-    opt.add_deprecated(p, "--num", "--num-images", "num_images", type=num)
+    p.add_argument("--num-images", type=opt.int_range(1), default=4, metavar="N",
+                   help="samples to draw (cycles through the images)")
     p.add_argument("--seed", type=opt.int_range(0, opt.SEED_MAX), default=0, metavar="S",
                    help="augmentation seed")
     p.add_argument("--eval", action="store_true", help="no random augmentation (validation transform)")

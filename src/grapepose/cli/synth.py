@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from grapepose.cli import _options as opt
+from grapepose.cli import options as opt
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from grapepose.synth.scene import MAX_SIZE, MIN_SIZE
 
     opt.add_scene(p, "sparse (few separated people), crowd (mixed) or hard (dense groups); default crowd",
-                  default="crowd", old="--preset")  # fmt: skip
+                  default="crowd")  # fmt: skip
     p.add_argument("--num-images", type=opt.int_range(1), required=True, metavar="N",
                    help="number of images")
     p.add_argument("--size", type=opt.int_range(MIN_SIZE, MAX_SIZE), default=512, metavar="S",

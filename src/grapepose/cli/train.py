@@ -9,7 +9,7 @@ import argparse
 import logging
 import os
 
-from grapepose.cli import _options as opt
+from grapepose.cli import options as opt
 
 __all__ = ["add_arguments", "run", "resolve_config"]
 
@@ -27,10 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_workers(p, None, "DataLoader workers (data.num_workers)")
     p.add_argument("--seed", type=opt.int_range(0, opt.SEED_MAX), metavar="S", help="train.seed")
     opt.add_scene(p, "train on synthetic scenes of this kind (grapepose.synth.SyntheticSource), generated on "
-                  "the fly, instead of --data/--ann", old="--synthetic")  # fmt: skip
+                  "the fly, instead of --data/--ann")  # fmt: skip
     p.add_argument("--num-images", type=opt.int_range(1), default=None, metavar="N",
                    help="with --scene: synthetic images per pass (default 1000)")
-    opt.add_deprecated(p, "--synthetic-length", "--num-images", "num_images", type=opt.int_range(1))
     p.add_argument("--init-backbone", metavar="HRNET.pth", help="initialise the backbone from HRNet ImageNet weights")
     opt.add_weights(p, "initialise from a trained model (safetensors or the authors' .pth)")
     p.add_argument("--max-steps", type=opt.int_range(1), metavar="N",
@@ -66,7 +65,7 @@ def _synthetic_source(args: argparse.Namespace, cfg):  # noqa: ANN001, ANN202
 
 
 def run(args: argparse.Namespace) -> int:
-    from grapepose.engine.distributed import cleanup_distributed, env_rank
+    from grapepose.utils.distributed import cleanup_distributed, env_rank
     from grapepose.engine.trainer import Trainer
 
     if env_rank() != 0:  # only rank 0 talks

@@ -1,7 +1,7 @@
 """Datasets, augmentation and training targets.
 
 Sample sources (`KeypointDataset`, synthetic sources) yield `Sample`s; `TrainingDataset` augments
-them and builds the DESIGN §3 targets with `build_targets`.
+them and builds the training targets (docs/DESIGN.md, Training targets) with `build_targets`.
 """
 
 from grapepose.data.augment import Augmentation, Augmented, affine_points, flip_joints

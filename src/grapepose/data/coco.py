@@ -37,11 +37,18 @@ def _read_json(path: Path) -> dict[str, Any]:
             data = json.load(f)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object with 'images' and 'annotations'")
     return data
+
+
+def _labelled(keypoints: Any) -> bool:
+    """At least one keypoint of a `[x, y, v] * K` list has visibility v > 0 (as `KeypointDataset.load`)."""
+    return bool(keypoints) and any(v > 0 for v in keypoints[2::3])
 
 
 def _int_id(value: Any, fallback: int) -> int:
@@ -66,6 +73,8 @@ class KeypointDataset:
         annotations: the keypoint-category annotation records, in file order.
         spec: the keypoint metadata.
         num_negatives: images without any annotation.
+        num_people: non-crowd annotations with at least one labelled keypoint (visibility > 0): the
+            people that training targets are made of.
 
     Raises:
         DataError: on malformed annotations or missing image files, naming the file and annotation.
@@ -121,6 +130,7 @@ class KeypointDataset:
         for n, a in enumerate(self.annotations):
             self._by_image[slot[a["image_id"]]].append(n)
         self.num_negatives = sum(1 for anns in self._by_image if not anns)
+        self.num_people = sum(1 for a in self.annotations if not a.get("iscrowd") and _labelled(a.get("keypoints")))
         if skip_negatives and self.num_negatives:
             keep = [i for i, anns in enumerate(self._by_image) if anns]
             self.images = [self.images[i] for i in keep]
@@ -129,8 +139,8 @@ class KeypointDataset:
         if check_images:
             self._check_image_files()
         log.info(
-            "%s: %d images (%d without annotations), %d annotations, %d keypoints",
-            where, len(self.images), self.num_negatives, len(self.annotations), k,
+            "%s: %d images (%d without annotations), %d annotations (%d people with labelled keypoints), "
+            "%d keypoints", where, len(self.images), self.num_negatives, len(self.annotations), self.num_people, k,
         )  # fmt: skip
 
     @classmethod

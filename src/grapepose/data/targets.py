@@ -1,6 +1,6 @@
-"""Training targets on the output grid (DESIGN §3), vectorised over people and joints.
+"""Training targets on the output grid (docs/DESIGN.md, Training targets), vectorised over people and joints.
 
-Conventions (those of the reference generators, with DESIGN §3 where it is explicit):
+Conventions (those of the reference generators, as docs/DESIGN.md writes them where it is explicit):
 
 - A joint counts when labelled (v > 0) and inside the grid (0 <= x < w, 0 <= y < h); a person's
   centre is the mean of all its labelled joints (inside the grid or not) and counts when the person

@@ -43,7 +43,7 @@ class SampleSource(Protocol):
 
 
 class TrainingDataset(torch.utils.data.Dataset):
-    """Augmented samples with DESIGN §3 targets, for a `DataLoader` (any number of workers).
+    """Augmented samples with their training targets, for a `DataLoader` (any number of workers).
 
     Item `i` is a dict of tensors: `image [3,S,S]` (ImageNet-normalised), `heatmaps [K+1,h,w]`,
     `heatmap_weights [K+1,h,w]`, `offsets [2K,h,w]`, `offset_weights [2K,h,w]`, `visibility [K,h,w]`.

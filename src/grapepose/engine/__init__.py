@@ -21,7 +21,7 @@ _EXPORTS = {
     "load_state": "grapepose.engine.checkpoint",
     "save_state": "grapepose.engine.checkpoint",
     "resolve_precision": "grapepose.engine.precision",
-    "setup_distributed": "grapepose.engine.distributed",
+    "setup_distributed": "grapepose.utils.distributed",
 }
 
 __all__ = list(_EXPORTS)

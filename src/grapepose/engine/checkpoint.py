@@ -18,6 +18,7 @@ import torch
 
 from grapepose.errors import CheckpointError
 from grapepose.io.files import atomic_save
+from grapepose.models import read_torch_file
 
 __all__ = ["STATE_VERSION", "capture_rng", "restore_rng", "save_state", "load_state", "remove_stale_temporaries"]
 
@@ -78,7 +79,13 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     missing = [k for k in _REQUIRED if k not in state]
     if missing:
         raise ValueError(f"training state lacks {missing}")
-    atomic_save(path, lambda tmp: torch.save(state, tmp))
+    atomic_save(path, lambda tmp: _torch_save(state, tmp))
+
+
+def _torch_save(state: dict[str, Any], path: Path) -> None:
+    # through a Python file, so a failed write (a full disk) reaches `atomic_save` as the OSError it is
+    with open(path, "wb") as f:
+        torch.save(state, f)
 
 
 def load_state(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -88,12 +95,15 @@ def load_state(path: str | os.PathLike[str], map_location: str | torch.device = 
         CheckpointError: the file is unreadable, not a training state, or of a newer version.
     """
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: file not found") from None
-    except Exception as e:  # noqa: BLE001 - any unpickling/format error is a bad file
-        raise CheckpointError(f"{path}: not a readable training state ({type(e).__name__}: {e})") from None
+        state = read_torch_file(path, map_location)
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any other unpickling/format error is a bad file too
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(f"{path}: not a readable training state ({type(e).__name__}: {first})") from None
     if not isinstance(state, dict) or any(k not in state for k in _REQUIRED):
         raise CheckpointError(f"{path}: not a grapepose training state (keys {sorted(state)[:8]})"
                               if isinstance(state, dict) else f"{path}: not a grapepose training state")

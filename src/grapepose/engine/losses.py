@@ -1,4 +1,4 @@
-"""Training losses (DESIGN §4), as pure functions plus a small module that weights them.
+"""Training losses (docs/DESIGN.md, Losses), as pure functions plus a small module that weights them.
 
 All losses are computed in float32 whatever the autocast dtype of the network outputs.
 Batch tensors follow `TrainingDataset`: `heatmaps`/`heatmap_weights` [B,K+1,h,w],

@@ -1,4 +1,4 @@
-"""Optimizer and learning-rate schedule (DESIGN §4).
+"""Optimizer and learning-rate schedule (docs/DESIGN.md, Losses).
 
 Adam with one parameter group, or two when `train.transformer_lr > 0` (the transformer-side modules
 at that rate, as the reference does when fine-tuning a DEKR-style model). The schedule is applied
@@ -40,9 +40,9 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Adam:
     """Adam over `model`'s trainable parameters.
 
     Group 0 holds every parameter at `cfg.lr`; with `cfg.transformer_lr > 0` group 1 holds, at that
-    rate, `model.global_context_parameters()` (`cfg.lr_split="global_context"`, DESIGN §4) or every
-    parameter outside `model.backbone` (`"backbone"`, what the reference's train.py does), and group 0
-    the rest.
+    rate, `model.global_context_parameters()` (`cfg.lr_split="global_context"`, docs/DESIGN.md,
+    Losses) or every parameter outside `model.backbone` (`"backbone"`, what the reference's train.py
+    does), and group 0 the rest.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     groups: list[dict] = []

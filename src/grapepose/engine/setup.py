@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from grapepose.config import Config
-from grapepose.errors import ConfigError
+from grapepose.errors import ConfigError, DataError
 
-__all__ = ["seed_everything", "build_train_source", "source_spec", "initialize_weights"]
+__all__ = ["seed_everything", "build_train_source", "check_people", "source_spec", "initialize_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,19 @@ def build_train_source(cfg: Config) -> Any:
     from grapepose.data import KeypointDataset
 
     return KeypointDataset.from_config(cfg.data)
+
+
+def check_people(source: Any, use: str = "train") -> None:
+    """Refuse a dataset in which no person has a labelled keypoint: every keypoint loss would be 0,
+    every validation AP undefined.
+
+    Raises:
+        DataError: naming the annotation file (`nothing to {use} on`).
+    """
+    if getattr(source, "num_people", None) == 0:
+        n = len(source.annotations)
+        raise DataError(f"{source.ann_path}: no person has a labelled keypoint (all {n} annotations are crowd "
+                        f"regions or have visibility 0 everywhere); nothing to {use} on")  # fmt: skip
 
 
 def source_spec(source: Any, cfg: Config) -> Any:

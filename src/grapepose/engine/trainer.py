@@ -30,16 +30,16 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from grapepose.config import Config, config_from_dict, config_to_dict, load_config
 from grapepose.engine import checkpoint as ckpt
-from grapepose.engine.distributed import all_reduce_mean, barrier, broadcast_, setup_distributed
 from grapepose.engine.losses import GrapeLoss
 from grapepose.engine.monitor import Monitor
 from grapepose.engine.optim import build_optimizer, build_scheduler
 from grapepose.engine.precision import resolve_precision
 from grapepose.engine.sampling import BatchStream
-from grapepose.engine.setup import build_train_source, initialize_weights, seed_everything, source_spec
+from grapepose.engine.setup import build_train_source, check_people, initialize_weights, seed_everything, source_spec
 from grapepose.engine.step import apply_update, forward_backward
 from grapepose.errors import CheckpointError, ConfigError, GrapeposeError
 from grapepose.io.files import atomic_write_text
+from grapepose.utils.distributed import all_reduce_mean, barrier, broadcast_, setup_distributed
 from grapepose.utils.memory import retain_freed_memory
 
 __all__ = ["Trainer", "FitResult", "NonFiniteLossError"]
@@ -101,6 +101,7 @@ class Trainer:
 
         # Data: the same shuffled stream on every rank, split by DistributedSampler.
         source = source if source is not None else build_train_source(cfg)
+        check_people(source)
         self.spec = source_spec(source, cfg)
         # The keypoint spec is resolved here, once (from the dataset's JSON), and saved with every file.
         self.config = cfg = dataclasses.replace(cfg, keypoints=self.spec)
@@ -115,6 +116,7 @@ class Trainer:
             from grapepose.data import KeypointDataset
 
             self.val_source = KeypointDataset.from_config(cfg.data, val=True)
+        check_people(self.val_source, "validate")
 
         # Model: identical initial weights on every rank (DDP also broadcasts rank 0's).
         torch.manual_seed(tcfg.seed)

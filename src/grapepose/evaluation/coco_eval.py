@@ -45,6 +45,8 @@ def _load_json(path: Path, what: str) -> Any:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
 
 
 def load_annotation(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -106,6 +108,7 @@ def evaluate_results(
     ann_path: str | os.PathLike[str],
     kind: str | None = None,
     sigmas: Sequence[float] | None = None,
+    image_ids: Sequence[int] | None = None,
 ) -> dict[str, float]:
     """OKS metrics of keypoint results against a COCO-format annotation file.
 
@@ -116,6 +119,8 @@ def evaluate_results(
         kind: `coco`, `crowdpose` or `ochuman` (default: `detect_kind`).
         sigmas: per-keypoint OKS sigmas (default: the model's `config.keypoint_spec.sigmas` is what
             callers pass; without it, those of the ground truth's category, else the built-in table).
+        image_ids: score these images only (e.g. those a model ran on), as if the annotation file
+            listed no others; results for other images are left out. Default: every image.
 
     Returns:
         COCO/OCHuman: AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL.
@@ -134,15 +139,23 @@ def evaluate_results(
         raise DataError(f"{ann_path}: has {k} keypoints but {len(sigmas)} OKS sigmas were given")
     category_id = gt.category.get("id", 1) if gt.category is not None else 1
     dets = load_results(results, k, category_id)
-    image_ids = {im["id"] for im in gt.images}
-    unknown = sorted({r["image_id"] for r in dets} - image_ids)
+    known = {im["id"] for im in gt.images}
+    unknown = sorted({r["image_id"] for r in dets} - known)
     if unknown:
         raise DataError(f"results name {len(unknown)} image ids not in {ann_path} (e.g. {unknown[:3]})")
+    if image_ids is not None:
+        keep = set(image_ids)
+        absent = sorted(keep - known)
+        if absent:
+            raise DataError(f"{ann_path}: has no image with id {absent[0]} (of the {len(keep)} to score)")
+        ann = {**ann, "images": [im for im in ann["images"] if im["id"] in keep],
+               "annotations": [a for a in ann.get("annotations") or [] if a["image_id"] in keep]}  # fmt: skip
+        dets = [r for r in dets if r["image_id"] in keep]
     names = METRICS[kind]
     if not dets:
         log.warning("no results to evaluate: AP and AR are 0")
 
-    coco_gt = COCO(str(ann_path))
+    coco_gt = COCO(ann)  # the parsed (and maybe restricted) file; faster-coco-eval's crowd splits read it too
     dt = coco_gt.loadRes(dets)
     crowd = kind == "crowdpose"
     ev = COCOeval_faster(

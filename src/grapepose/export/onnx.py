@@ -12,10 +12,13 @@ and keypoint metadata.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import logging
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +28,10 @@ from torch import Tensor, nn
 from grapepose.config import Config, config_to_dict
 from grapepose.errors import GrapeposeError
 from grapepose.io.files import atomic_path
-from grapepose.models.blocks import AdaptiveBlock
+from grapepose.models.kernels import use_kernels
 
 __all__ = [
-    "export_onnx", "check_opset", "deform_conv2d_to_onnx", "OUTPUT_NAMES", "INPUT_NAME", "CONFIG_KEY",
+    "export_onnx", "FlatOutputs", "check_opset", "deform_conv2d_to_onnx", "OUTPUT_NAMES", "INPUT_NAME", "CONFIG_KEY",
     "DEFAULT_OPSET", "MIN_OPSET", "DEFORM_OP_MIN_OPSET",
 ]  # fmt: skip
 
@@ -40,6 +43,9 @@ CONFIG_KEY = "grapepose.config"
 MIN_OPSET = 18
 DEFAULT_OPSET = 18
 DEFORM_OP_MIN_OPSET = 19
+# Loggers of the exporter and its optimizer: hundreds of INFO lines per export (folded constants,
+# rewritten patterns, deduplicated initializers).
+_EXPORTER_LOGGERS = ("onnxscript", "onnx_ir", "torch.onnx", "torch.export", "torch._export")
 
 
 def check_opset(opset: int, deform_op: bool = False) -> None:
@@ -72,7 +78,26 @@ def deform_conv2d_to_onnx(
     return op.DeformConv(input, weight, offset, bias, **attrs)
 
 
-class _Outputs(nn.Module):
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporter's logging at WARNING and up, and its Python warnings off, unless grapepose logs DEBUG (`-v`)."""
+    if logging.getLogger("grapepose").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in _EXPORTER_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.level, logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecation chatter, not for our users
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+class FlatOutputs(nn.Module):
     """Returns the network's outputs as a flat tuple (ONNX has no optional outputs)."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -128,18 +153,15 @@ def export_onnx(
     h, w = max(h, 128), max(w, 128)
     config = config if config is not None else getattr(model, "config", None)
     # A copy: the caller's model keeps its device, dtype and mode.
-    wrapper = _Outputs(copy.deepcopy(model).float().cpu()).eval()
-    for m in wrapper.modules():  # AdaptiveBlocks: the form asked for, whatever the model's setting
-        if isinstance(m, AdaptiveBlock):
-            m.deform_impl = "torchvision" if deform_op else "sampling"
+    wrapper = FlatOutputs(copy.deepcopy(model).float().cpu()).eval()
     example = torch.zeros(2, 3, h, w)
     with torch.no_grad():
         n_out = len(wrapper(example))
     dim = torch.export.Dim
     dims = {0: dim("batch", min=1), 2: 64 * dim("h64", min=1), 3: 64 * dim("w64", min=1)}
     table = {torch.ops.torchvision.deform_conv2d.default: deform_conv2d_to_onnx}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's deprecation chatter is not for our users
+    # The deformable conv asked for, whatever GRAPEPOSE_KERNELS says: torchvision's op or the sampling form.
+    with _quiet_exporter(), use_kernels("torch" if deform_op else "own"):
         program = torch.onnx.export(
             wrapper, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
             output_names=list(OUTPUT_NAMES[:n_out]), dynamic_shapes=(dims,),
@@ -154,7 +176,7 @@ def export_onnx(
         program.model.metadata_props[CONFIG_KEY] = json.dumps(config_to_dict(config.resolved()))
     path = Path(path)
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path) as tmp, _quiet_exporter():
             program.save(str(tmp))
     except OSError as e:
         raise GrapeposeError(f"{path}: cannot write ONNX file ({e.strerror or e})") from None

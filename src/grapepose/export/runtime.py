@@ -7,7 +7,6 @@ runs unchanged on top of it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -16,9 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from grapepose.config import Config, config_from_dict
+from grapepose.config import Config
 from grapepose.errors import CheckpointError, GrapeposeError
 from grapepose.export.onnx import CONFIG_KEY, INPUT_NAME, OUTPUT_NAMES
+from grapepose.models import config_from_json
 
 __all__ = ["OnnxModel"]
 
@@ -65,7 +65,7 @@ class OnnxModel(nn.Module):
                 f"{self.path}: not a grapepose ONNX export (inputs {inputs}, outputs {self._outputs})"
             )
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.config: Config | None = config_from_dict(json.loads(meta[CONFIG_KEY])) if CONFIG_KEY in meta else None
+        self.config: Config | None = config_from_json(meta[CONFIG_KEY], self.path) if CONFIG_KEY in meta else None
         # A parameter-free module reports its device through this buffer.
         self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
 

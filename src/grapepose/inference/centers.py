@@ -1,4 +1,4 @@
-"""Person centres: local maxima of the centre heatmap (DESIGN §5 step 3)."""
+"""Person centres: local maxima of the centre heatmap (docs/DESIGN.md, Decoding, step 3)."""
 
 from __future__ import annotations
 

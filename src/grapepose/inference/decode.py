@@ -1,4 +1,4 @@
-"""Network outputs -> people (DESIGN §5 steps 3-6), batched on the outputs' device.
+"""Network outputs -> people (docs/DESIGN.md, Decoding, steps 3-6), batched on the outputs' device.
 
 `decode` takes one batch of outputs per test scale (optionally with the outputs of the mirrored
 input) and returns, per image, poses in pixels of the scale-1 network input. Python loops run only
@@ -20,7 +20,7 @@ from grapepose.inference.peaks import lattice_peaks, lattice_step
 from grapepose.inference.points import ScaleReader
 from grapepose.inference.refine import fit_gaussians, heatmap_peaks, snap_to_peaks
 
-__all__ = ["DecodedPoses", "decode", "decode_maps"]
+__all__ = ["DecodedPoses", "decode"]
 
 STRIDE = 4  # input pixels per grid cell at scale 1
 
@@ -31,10 +31,14 @@ class DecodedPoses(NamedTuple):
     Attributes:
         keypoints: `[N, K, 3]` (x, y, score) in scale-1 network-input pixels.
         scores: `[N]` person scores (mean joint score), descending.
+        joint_scores: `[N, K]` per-joint confidence in [0, 1]: the flip-merged visibility at each
+            final joint, mean over the test scales (without a visibility head: the heatmap value,
+            clipped to [0, 1]).
     """
 
     keypoints: torch.Tensor
     scores: torch.Tensor
+    joint_scores: torch.Tensor
 
 
 def _as_list(x: Any) -> list[Any]:
@@ -112,7 +116,7 @@ def _without_autograd(run: Callable[[], list[DecodedPoses]]) -> list[DecodedPose
         return run()
     with torch.inference_mode():
         results = run()
-    return [DecodedPoses(r.keypoints.clone(), r.scores.clone()) for r in results]
+    return [DecodedPoses(*(t.clone() for t in r)) for r in results]
 
 
 def _scale_one_size(shapes: Sequence[Any], scales: Sequence[float]) -> tuple[int, int]:
@@ -122,17 +126,6 @@ def _scale_one_size(shapes: Sequence[Any], scales: Sequence[float]) -> tuple[int
     return int(round(h * f)), int(round(w * f))
 
 
-def decode_maps(
-    maps: Sequence[PoseMaps], scales: Sequence[float], cfg: TestConfig, input_size: tuple[int, int] | None = None
-) -> list[DecodedPoses]:
-    """`decode` on maps already in `PoseMaps` form (one per scale)."""
-    scales = [float(s) for s in scales]
-    size = input_size or _scale_one_size([m.heatmaps.shape[-2:] for m in maps], scales)
-    return _without_autograd(
-        lambda: _decode([ScaleReader.from_maps(m, STRIDE / s, size) for m, s in zip(maps, scales)], scales, cfg, size)
-    )
-
-
 def _mean(parts: list[torch.Tensor]) -> torch.Tensor:
     total = parts[0]
     for x in parts[1:]:
@@ -140,8 +133,23 @@ def _mean(parts: list[torch.Tensor]) -> torch.Tensor:
     return total / len(parts)
 
 
+def _read_joints(
+    readers: list[ScaleReader], coords: torch.Tensor, size: tuple[int, int], visibility: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Heatmap and (if asked) visibility at `[B, M, K, 2]` joints, each the mean over scales: `[B, M, K]`.
+
+    Maps are read at the floor of each joint (as the reference does), clamped into the input.
+    """
+    channel = torch.arange(coords.shape[2], device=coords.device)
+    px = coords[..., 0].floor().clamp(0, size[1] - 1).long()
+    py = coords[..., 1].floor().clamp(0, size[0] - 1).long()
+    read = [r.pixels(channel, px, py, visibility=visibility) for r in readers]  # one bilinear setup for both
+    heat = _mean([h for h, _ in read])
+    return heat, _mean([v for _, v in read]) if visibility else None  # type: ignore[misc]
+
+
 def _decode(readers: list[ScaleReader], scales: list[float], cfg: TestConfig, size: tuple[int, int]) -> list[DecodedPoses]:
-    """DESIGN §5 steps 3-6 on one `ScaleReader` per test scale; `size` = `(H, W)` of the scale-1 input."""
+    """Decoding steps 3-6 (docs/DESIGN.md) on one `ScaleReader` per scale; `size` = `(H, W)` of the scale-1 input."""
     order = sorted(range(len(scales)), key=lambda i: -scales[i])  # the reference walks scales large to small
     readers = [readers[i] for i in order]
     scales = [scales[i] for i in order]
@@ -171,18 +179,13 @@ def _decode(readers: list[ScaleReader], scales: list[float], cfg: TestConfig, si
     coords_t = torch.where(valid_t[..., None, None], coords_t, torch.zeros_like(coords_t))
     m = coords_t.shape[1]
     if m == 0:
-        return [DecodedPoses(coords_t.new_zeros((0, k, 3)), coords_t.new_zeros((0,))) for _ in range(b)]
+        empty = coords_t.new_zeros((0, k))
+        return [DecodedPoses(coords_t.new_zeros((0, k, 3)), coords_t.new_zeros((0,)), empty) for _ in range(b)]
 
-    channel = torch.arange(k, device=dev)
-    px = coords_t[..., 0].floor().clamp(0, size[1] - 1).long()  # the reference reads the maps at the floor
-    py = coords_t[..., 1].floor().clamp(0, size[0] - 1).long()
-    read = [r.pixels(channel, px, py, visibility=has_vis) for r in readers]  # one bilinear setup for both
-    heatval = _mean([heat for heat, _ in read])  # [B, M, K]
+    heatval, visval = _read_joints(readers, coords_t, size, has_vis)  # [B, M, K] each
     heat_score = heatval.mean(-1)
     joint_score = cscore[..., None] * heatval
-    visval = None
-    if has_vis:
-        visval = _mean([vis for _, vis in read])  # type: ignore[misc]
+    if visval is not None:
         seen = visval >= cfg.visibility_threshold
         count = seen.sum(-1)
         mean_vis = (visval * seen).sum(-1) / count.clamp_min(1)
@@ -220,12 +223,16 @@ def _decode(readers: list[ScaleReader], scales: list[float], cfg: TestConfig, si
 
     keypoints = torch.cat([people, jscore[..., None]], dim=-1)
     scores = jscore.mean(-1)
+    # per-joint confidence where each joint finally is: its visibility (the head is trained to be 1
+    # around labelled joints and 0 for joint types without a label), else its heatmap value
+    heat_final, vis_final = _read_joints(readers, people, size, has_vis)
+    confidence = vis_final if vis_final is not None else heat_final.clamp(0.0, 1.0)
     if counts is None:
         counts = counts_t.tolist()  # the one host sync: split the batch into images
     results = []
     for i, c in enumerate(counts):
         order_i = scores[i, :c].argsort(descending=True, stable=True)
-        results.append(DecodedPoses(keypoints[i, :c][order_i], scores[i, :c][order_i]))
+        results.append(DecodedPoses(*(t[i, :c][order_i] for t in (keypoints, scores, confidence))))
     return results
 
 

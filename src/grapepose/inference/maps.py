@@ -9,7 +9,8 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["PoseMaps", "pose_field", "to_pose_maps", "merge_flip", "upsample_maps", "sample_upsampled"]
+__all__ = ["PoseMaps", "pose_field", "to_pose_maps", "merge_flip", "upsample_maps", "sample_upsampled", "valid_cells",
+           "probabilities"]
 
 
 class PoseMaps(NamedTuple):
@@ -38,18 +39,28 @@ def pose_field(offsets: torch.Tensor) -> torch.Tensor:
     return torch.stack([xs, ys]) - off  # cells [2, h, w] broadcast over batch and joints
 
 
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """sigmoid(`logits`) in float32, with the same arithmetic at every position of the tensor.
+
+    On the CPU `torch.sigmoid` computes the elements after the last whole vector register apart,
+    which changes the last bit of a few percent of them: an image's visibility would depend on its
+    place in the batch. `exp` is vectorised to the end of the tensor; `+ 1` and `1 / x` are exact.
+    """
+    return torch.exp(-logits.float()).add_(1.0).reciprocal_()
+
+
 def to_pose_maps(output: Any) -> PoseMaps:
     """A `GrapeOutput` (heatmaps, refined_offsets, visibility logits) as `PoseMaps`, no flip."""
     vis = output.visibility
     return PoseMaps(
         output.heatmaps.float(),
         pose_field(output.refined_offsets),
-        None if vis is None else torch.sigmoid(vis.float()),
+        None if vis is None else probabilities(vis),
     )
 
 
 def merge_flip(output: Any, flipped: Any, flip_index: Sequence[int]) -> PoseMaps:
-    """Average the outputs of an input and of its mirrored copy (DESIGN §5 step 2).
+    """Average the outputs of an input and of its mirrored copy (docs/DESIGN.md, Decoding, step 2).
 
     Args:
         output: `GrapeOutput` of the input.
@@ -74,12 +85,12 @@ def merge_flip(output: Any, flipped: Any, flip_index: Sequence[int]) -> PoseMaps
     poses_f = torch.stack([(w - 1) - poses_f[:, :, 0], poses_f[:, :, 1]], dim=2)
     vis = None
     if base.visibility is not None and flipped.visibility is not None:
-        vis_f = torch.flip(torch.sigmoid(flipped.visibility.float()), dims=[3])[:, perm]
+        vis_f = torch.flip(probabilities(flipped.visibility), dims=[3])[:, perm]
         vis = (base.visibility + vis_f) / 2.0
     return PoseMaps((base.heatmaps + heat_f) / 2.0, (base.poses + poses_f) / 2.0, vis)
 
 
-def _valid_cells(n_in: int, n_out: int, factor: float) -> int:
+def valid_cells(n_in: int, n_out: int, factor: float) -> int:
     """Grid cells that map inside an output of `n_out` px (the rest is canvas padding)."""
     return min(n_in, max(1, math.ceil(n_out / factor - 1e-6)))
 
@@ -121,8 +132,8 @@ def upsample_maps(maps: torch.Tensor, factor: float, size: tuple[int, int]) -> t
             return maps
         up = F.interpolate(maps, size=(out_h - f_int + 1, out_w - f_int + 1), mode="bilinear", align_corners=True)
         return F.pad(up, (0, f_int - 1, 0, f_int - 1), mode="replicate")
-    y0, y1, wy = _linear_weights(out_h, h, factor, _valid_cells(h, out_h, factor), maps.device)
-    x0, x1, wx = _linear_weights(out_w, w, factor, _valid_cells(w, out_w, factor), maps.device)
+    y0, y1, wy = _linear_weights(out_h, h, factor, valid_cells(h, out_h, factor), maps.device)
+    x0, x1, wx = _linear_weights(out_w, w, factor, valid_cells(w, out_w, factor), maps.device)
     rows = maps[:, :, y0] * (1 - wy)[:, None] + maps[:, :, y1] * wy[:, None]  # [B, C, H, w]
     return rows[..., x0] * (1 - wx) + rows[..., x1] * wx
 
@@ -141,8 +152,8 @@ def sample_upsampled(maps: torch.Tensor, factor: float, size: tuple[int, int], p
     out_h, out_w = size
     px = points[..., 0].floor().clamp(0, out_w - 1)
     py = points[..., 1].floor().clamp(0, out_h - 1)
-    sx = (px.double() / factor).clamp(max=_valid_cells(w, out_w, factor) - 1).float()
-    sy = (py.double() / factor).clamp(max=_valid_cells(h, out_h, factor) - 1).float()
+    sx = (px.double() / factor).clamp(max=valid_cells(w, out_w, factor) - 1).float()
+    sy = (py.double() / factor).clamp(max=valid_cells(h, out_h, factor) - 1).float()
     x0, y0 = sx.floor().long().clamp(0, w - 1), sy.floor().long().clamp(0, h - 1)
     x1, y1 = (x0 + 1).clamp(max=w - 1), (y0 + 1).clamp(max=h - 1)
     ax, ay = sx - x0.float(), sy - y0.float()

@@ -1,4 +1,4 @@
-"""Pose NMS: the reference's grouping walk, computed as a batched fixed point (DESIGN §5 step 5).
+"""Pose NMS: the reference's grouping walk as a batched fixed point (docs/DESIGN.md, Decoding, step 5).
 
 The reference walks proposals in order; a proposal not yet suppressed forms a group with its
 duplicates, the group's member with the highest mean heat value is kept (unless already
@@ -56,8 +56,8 @@ def pose_nms(
         heat_score: `[B, M]` mean keypoint-heatmap value per proposal.
         distance: see `duplicate_matrix`.
         joints: see `duplicate_matrix`.
-        suppress_unkept: True (DESIGN §5): a group is suppressed even when its best member was
-            already suppressed. False: as the reference code, such a group is left alone.
+        suppress_unkept: True (docs/DESIGN.md, Decoding, step 5): a group is suppressed even when its
+            best member was already suppressed. False: as the reference code, such a group is left alone.
         max_rounds: cap on fixed-point rounds (default M + 1, always enough).
 
     Returns:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from grapepose.inference.maps import PoseMaps, _valid_cells
+from grapepose.inference.maps import PoseMaps, probabilities, valid_cells
 
 __all__ = ["ScaleReader"]
 
@@ -72,7 +72,7 @@ class ScaleReader:
         self.shape = (b, h, w)
         self.factor = float(factor)
         self.size = size
-        self.valid = (_valid_cells(h, size[0], factor), _valid_cells(w, size[1], factor))
+        self.valid = (valid_cells(h, size[0], factor), valid_cells(w, size[1], factor))
         self.int_factor = round(factor) if abs(factor - round(factor)) < 1e-9 and round(factor) >= 1 else 0
         self.offsets = None if offsets is None else offsets.float()
         self.poses = poses
@@ -128,11 +128,11 @@ class ScaleReader:
                 x: torch.Tensor, sigmoid: bool = False) -> torch.Tensor:  # fmt: skip
         v = _gather(plain, channel, y, x)
         if sigmoid:
-            v = torch.sigmoid(v)
+            v = probabilities(v)
         if mirror is None or self.perm is None:
             return v
         vf = _gather(mirror, self.perm[channel], y, self.shape[2] - 1 - x)
-        return (v + (torch.sigmoid(vf) if sigmoid else vf)) / 2.0
+        return (v + (probabilities(vf) if sigmoid else vf)) / 2.0
 
     def heat_cells(self, channel: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Merged heatmap values at cells (long tensors broadcast to `[B, ...]`)."""

@@ -1,4 +1,4 @@
-"""Joint refinement on the averaged keypoint heatmaps (DESIGN §5 step 6), read at points.
+"""Joint refinement on the averaged keypoint heatmaps (docs/DESIGN.md, Decoding, step 6), read at points.
 
 Snapping moves a joint to the nearest of the strongest local maxima of its heatmap; the sub-pixel
 fit is a batched Levenberg-Marquardt least-squares fit of `A exp(-|p - c|^2 / (2 s^2))` to the

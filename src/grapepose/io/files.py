@@ -8,8 +8,11 @@ NumPy: reading a photo does not pull in training or evaluation code.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +23,8 @@ import cv2
 import numpy as np
 
 from grapepose.errors import DataError, GrapeposeError
+from grapepose.io.image_header import header_size
+from grapepose.limits import MAX_MEGAPIXELS, too_many_pixels
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -27,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "IMAGE_SUFFIXES", "IMAGENET_MEAN", "IMAGENET_STD", "as_rgb_uint8", "atomic_path", "atomic_save",
     "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_path", "normalize_images",
-    "read_image", "write_image",
+    "read_image", "why_not_a_file", "write_image",
 ]  # fmt: skip
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -36,31 +41,73 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 # ---------------------------------------------------------------- images
-def read_image(path: str | os.PathLike[str], apply_exif: bool = True) -> np.ndarray:
+def why_not_a_file(path: str | os.PathLike[str], missing: str = "no such file") -> str:
+    """Why `path` cannot be read as a regular file, as the words after `path: ` in an error line.
+
+    Args:
+        path: a path that is not a regular file (`Path.is_file()` is false).
+        missing: the words for a path where nothing is (e.g. "image file not found").
+    """
+    p = Path(path)
+    link = p.is_symlink()
+    try:
+        mode = p.stat().st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop (following it never reaches a file)"
+        if link:
+            return f"broken symbolic link (its target {os.readlink(p)} does not exist)"
+        return missing if e.errno == errno.ENOENT else (e.strerror or str(e))
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device")  # fmt: skip
+    return f"not a regular file (its target {os.readlink(p)} is {kind})" if link else f"not a regular file ({kind})"
+
+
+def _max_file_bytes(max_megapixels: float) -> float:
+    """The largest file an image within the limit can be: 8 bytes a pixel (16-bit RGBA, uncompressed) and
+    16 MB of metadata (a motion photo's video)."""
+    return max_megapixels * 1e6 * 8 + 16e6
+
+
+def read_image(
+    path: str | os.PathLike[str], apply_exif: bool = True, max_megapixels: float = MAX_MEGAPIXELS
+) -> np.ndarray:
     """Read an image file as `[H, W, 3]` uint8 RGB, with its EXIF orientation applied unless told not to.
 
     Grayscale, RGBA (alpha dropped) and 16-bit files become 8-bit RGB. Keypoint datasets (COCO,
     CrowdPose, OCHuman) were annotated on the stored pixels, so their readers pass `apply_exif=False`
     (as the reference does with `IMREAD_IGNORE_ORIENTATION`); photos from users want it applied.
+    An image above `max_megapixels` is refused from its header (PNG, JPEG, GIF, BMP, WebP, TIFF)
+    before it is decoded.
 
     Raises:
-        DataError: the file is missing or cannot be decoded, naming the file.
+        DataError: the file is missing, not a regular file, too large, or cannot be decoded, naming the file.
     """
     p = Path(path)
     if not p.is_file():
-        if p.is_symlink():
-            raise DataError(f"{p}: broken symbolic link (its target {os.readlink(p)} does not exist)")
-        raise DataError(f"{p}: image file not found")
+        raise DataError(f"{p}: {why_not_a_file(p, 'image file not found')}")
     try:
+        size = p.stat().st_size
+        if size > _max_file_bytes(max_megapixels):
+            raise DataError(f"{p}: a file of {size / 1e6:.0f} MB is larger than any image within the "
+                            f"{max_megapixels:g} megapixel limit")  # fmt: skip
         buf = np.fromfile(p, dtype=np.uint8)  # imdecode handles non-ASCII paths that imread does not
     except OSError as e:
         raise DataError(f"{p}: cannot read image ({e.strerror or e})") from None
+    declared = header_size(memoryview(buf))
+    if declared is not None and (reason := too_many_pixels(*declared, max_megapixels)):
+        raise DataError(f"{p}: {reason}")
     flags = cv2.IMREAD_COLOR if apply_exif else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-    img = cv2.imdecode(buf, flags) if buf.size else None
+    try:
+        img = cv2.imdecode(buf, flags) if buf.size else None
+    except cv2.error as e:  # e.g. OpenCV's own pixel limit, for a format whose header is not read above
+        raise DataError(f"{p}: cannot decode image (OpenCV: {e.err or e})") from None
     if img is None:
         if buf[:6].tobytes() in (b"GIF87a", b"GIF89a"):
             raise DataError(f"{p}: GIF images are not supported (convert it, or pass an animation as a video)")
         raise DataError(f"{p}: cannot decode image (corrupt or unsupported format)")
+    if reason := too_many_pixels(img.shape[1], img.shape[0], max_megapixels):
+        raise DataError(f"{p}: {reason}")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -94,13 +141,17 @@ def normalize_images(images: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
-    """Encode `[H, W, 3]` uint8 RGB by the file's extension and write it atomically."""
+def write_image(path: str | os.PathLike[str], image: np.ndarray, trailer: bytes = b"") -> None:
+    """Encode `[H, W, 3]` uint8 RGB by the file's extension and write it atomically, followed by `trailer`
+    (bytes after the image's end, which decoders skip: `grapepose.io.drawings.DRAWING_MARK`)."""
     p = Path(path)
-    ok, buf = cv2.imencode(p.suffix or ".jpg", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
+    try:
+        ok, buf = cv2.imencode(p.suffix or ".jpg", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
+    except cv2.error:  # OpenCV 5 raises for an extension it has no encoder for
+        ok = False
     if not ok:
         raise GrapeposeError(f"{p}: cannot encode image as {p.suffix!r}")
-    atomic_write_bytes(p, buf.tobytes())
+    atomic_write_bytes(p, buf.tobytes() + trailer)
 
 
 # ---------------------------------------------------------------- atomic output
@@ -134,26 +185,49 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` if the block succeeds.
 
     The temporary file keeps `path`'s suffix so writers that pick a format by extension
-    (OpenCV, safetensors) behave the same. An `OSError` about the temporary file is raised as one
-    about `path`.
+    (OpenCV, safetensors) behave the same. A failed write (a full disk, a read-only file system)
+    is raised as an `OSError` about `path`, never about the temporary file, also when a writer
+    library reports it in its own exception type (torch, safetensors); the temporary file is removed.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
         os.replace(tmp_path, target)
-    except OSError as e:
-        if e.filename is not None and os.fspath(e.filename) == os.fspath(tmp_path):
-            # the user asked for `target`: a message naming the temporary file would only puzzle
-            raise type(e)(e.errno, e.strerror, os.fspath(target)) from None
-        raise
+    except Exception as e:
+        error = _os_error_in(e)
+        if error is None or error.errno is None:
+            raise
+        name = error.filename
+        if isinstance(name, str) and name != os.fspath(tmp_path or "") and not Path(name).name.startswith(
+            f".{target.stem}."
+        ):
+            raise error  # about another path, e.g. a parent folder that cannot be made
+        # the user asked for `target`: a message naming the temporary file would only puzzle
+        raise OSError(error.errno, error.strerror, os.fspath(target)) from None
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
+
+
+_OS_ERROR_NUMBER = re.compile(r"\(os error (\d+)\)")
+
+
+def _os_error_in(e: BaseException) -> OSError | None:
+    """The operating-system error behind `e`: `e` itself, the one torch was handling when it raised its
+    own error, or the number safetensors (Rust) puts in its message; None for other errors."""
+    seen: BaseException | None = e
+    while seen is not None and not isinstance(seen, GrapeposeError):
+        if isinstance(seen, OSError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    m = _OS_ERROR_NUMBER.search(str(e)) if not isinstance(e, GrapeposeError) else None
+    return OSError(int(m.group(1)), os.strerror(int(m.group(1)))) if m else None
 
 
 def _umask() -> int:

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from grapepose.errors import GrapeposeError
 from grapepose.io.files import atomic_write_json, atomic_write_text
+from grapepose.io.sources import ImageIds
 from grapepose.utils.process import process_alive, this_host
 
 __all__ = ["OutputFolder", "OutputError", "read_journal", "read_journal_lines", "merge_lines", "part_name",
@@ -44,14 +45,40 @@ class OutputError(GrapeposeError):
     """An output could not be written, or the folder is taken: one line naming the path."""
 
 
+def _journal_line(raw: bytes) -> dict[str, Any] | None:
+    """One journal line as written by `OutputFolder` (a finished frame or a `done` mark); None if it is not one."""
+    try:
+        line = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(line, dict):
+        return None
+    results = line.get("results")
+    frame = isinstance(results, list) and all(isinstance(entry, dict) for entry in results)
+    return line if frame or (results is None and line.get("done") is True) else None
+
+
 def read_journal_lines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every complete line of a journal, one dict per finished frame (a torn last line is ignored)."""
+    """Every complete line of a journal, one dict per finished frame (a torn last line is ignored).
+
+    A line that is not one of ours (damaged on disk, edited by hand) is skipped with one warning for
+    the file: the frames it held are missing from the results, and `--resume` does their inputs again.
+    """
     lines: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.endswith("\n"):
+    bad: list[int] = []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            if not raw.endswith(b"\n"):
                 break  # the write of this line did not finish
-            lines.append(json.loads(line))
+            line = _journal_line(raw)
+            if line is None:
+                bad.append(number)
+            else:
+                lines.append(line)
+    if bad:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        log.warning("%s: skipped %d damaged line(s) (line %d%s); --resume does their inputs again",
+                    path, len(bad), bad[0], more)  # fmt: skip
     return lines
 
 
@@ -68,10 +95,8 @@ def merge_lines(lines: list[dict[str, Any]], sources: Sequence[Any]) -> tuple[li
     other finished image or frame takes the next free id. Lines of another run's part (a torchrun
     rank, an earlier run that was resumed) merge the same way.
     """
-    from grapepose.io.runner import _ImageIds
-
     frames = sorted((line for line in lines if "results" in line), key=lambda line: line["source"])  # stable
-    image_id = _ImageIds(list(sources), warn=False)
+    image_id = ImageIds(list(sources), warn=False)
     results: list[dict[str, Any]] = []
     for line in frames:
         iid = image_id(sources[line["source"]])
@@ -130,8 +155,12 @@ class OutputFolder:
                 log.warning("%s: removing the lock of a run that is no longer running (pid %s)", self.lock, pid)
                 self.lock.unlink(missing_ok=True)
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(me)
+            except OSError:  # e.g. a full disk: no empty lock is left behind
+                self.lock.unlink(missing_ok=True)
+                raise
             self._locked = True
             return
         raise OutputError(f"{self.lock}: cannot take the lock of this folder")
@@ -158,7 +187,7 @@ class OutputFolder:
             raise OutputError(f"{self.out_dir}: output folder is not writable (Permission denied)")
         try:
             self._take_lock()
-        except PermissionError as e:
+        except OSError as e:
             raise OutputError(f"{self.out_dir}: output folder is not writable ({e.strerror or e})") from None
         try:
             unfinished = [p for p in (self.path,) if p.exists()] + sorted(self.out_dir.glob(PART_GLOB))

@@ -9,10 +9,10 @@ the drawn images, the partial videos (closed, playable) and their results.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from grapepose.errors import GrapeposeError
+from grapepose.io.drawings import DRAWING_MARK, drawing_paths, drawing_suffix, output_stems
 from grapepose.io.files import read_image, write_image
 from grapepose.io.journal import OutputError
-from grapepose.io.sources import Source
+from grapepose.io.sources import ImageIds, Source
 from grapepose.io.video import VideoReader, VideoWriter
+from grapepose.limits import MAX_MEGAPIXELS
 from grapepose.tracking import PoseTracker
 
 __all__ = ["PredictOptions", "PredictSummary", "OutputError", "run_predict"]
@@ -38,13 +40,16 @@ class PredictOptions:
     """What `run_predict` writes.
 
     Attributes:
-        out_dir: folder for drawn images/videos (`<stem>_pose.<ext>`, `<stem>_black.<ext>`).
+        out_dir: folder for drawn images/videos (`<stem>_pose.<ext>`, `<stem>_black.<ext>`: `grapepose.io.drawings`).
         draw: write drawn images/videos.
         black: also write the skeletons on black.
         track: give people stable `track_id`s within each video / each SOURCE's image sequence.
         score_threshold: people with a lower score are dropped (0: nobody is).
         max_frames: stop each video/webcam after this many frames (0: no limit).
         progress: show a progress bar (when stderr is a terminal).
+        min_joint_score: drawings leave out joints whose per-joint confidence is below this
+            (None: `grapepose.visualize.MIN_JOINT_SCORE`; 0 draws every joint).
+        max_megapixels: an image file declaring more pixels is a failed input (`read_image`).
     """
 
     out_dir: Path
@@ -54,6 +59,8 @@ class PredictOptions:
     score_threshold: float = 0.0
     max_frames: int = 0
     progress: bool = True
+    min_joint_score: float | None = None
+    max_megapixels: float = MAX_MEGAPIXELS
 
 
 @dataclass
@@ -80,26 +87,25 @@ class _Unit:
         self.writers: list[VideoWriter] = []
         self.paths: list[Path] = []
 
-    def _names(self, suffix: str) -> list[Path]:
-        kinds = ["pose", "black"] if self.opts.black else ["pose"]
-        return [self.opts.out_dir / f"{self.stem}_{k}{suffix}" for k in kinds]
-
     def add(self, frame: np.ndarray, poses: Any) -> None:
         if not self.opts.draw:
             return
-        drawn = [poses.draw(frame)] + ([poses.draw(frame, black=True)] if self.opts.black else [])
+        thr = self.opts.min_joint_score
+        drawn = [poses.draw(frame, min_joint_score=thr)]
+        if self.opts.black:
+            drawn.append(poses.draw(frame, black=True, min_joint_score=thr))
+        names = drawing_paths(self.opts.out_dir, self.stem, drawing_suffix(self.src), black=self.opts.black)
         if self.src.kind == "image":
-            suffix = self.src.path.suffix.lower() if self.src.path is not None else ".jpg"
-            for path, img in zip(self._names(suffix), drawn):
+            for path, img in zip(names, drawn):
                 try:
-                    write_image(path, img)
+                    write_image(path, img, trailer=DRAWING_MARK)
                 except OSError as e:
                     raise OutputError(f"{path}: cannot write ({e.strerror or e})") from None
                 self.paths.append(path)
             return
         if not self.writers:
             size = (frame.shape[1], frame.shape[0])
-            self.writers = [VideoWriter(p, self.fps, size) for p in self._names(".mp4")]
+            self.writers = [VideoWriter(p, self.fps, size, trailer=DRAWING_MARK) for p in names]
         for writer, img in zip(self.writers, drawn):
             writer.write(img)
 
@@ -128,13 +134,13 @@ class _Frame:
         return str(self.src) if self.src.kind == "image" else f"{self.src} frame {self.index}"
 
 
-def _read(frame: _Frame) -> np.ndarray:
+def _read(frame: _Frame, max_megapixels: float) -> np.ndarray:
     """`iter_predict`'s reader: the frame's pixels (reading image files in its reader threads)."""
     if isinstance(frame.data, GrapeposeError):
         raise frame.data
     if isinstance(frame.data, np.ndarray):
         return frame.data
-    return read_image(frame.data)
+    return read_image(frame.data, max_megapixels=max_megapixels)
 
 
 def _frames(sources: list[Source], max_frames: int) -> Iterator[_Frame]:
@@ -163,39 +169,6 @@ def _frames(sources: list[Source], max_frames: int) -> Iterator[_Frame]:
             reader.close()
 
 
-def _output_stems(sources: list[Source]) -> dict[Source, str]:
-    """A distinct output stem per input (`x`, `x_2`, ... when names repeat across folders)."""
-    seen: dict[str, int] = {}
-    out = {}
-    for s in sources:
-        n = seen.get(s.stem.lower(), 0) + 1
-        seen[s.stem.lower()] = n
-        out[s] = s.stem if n == 1 else f"{s.stem}_{n}"
-    return out
-
-
-class _ImageIds:
-    """COCO image ids: an image named by a number (COCO/CrowdPose style) keeps it; others count up."""
-
-    def __init__(self, sources: list[Source], warn: bool = True) -> None:
-        numbered = [s for s in sources if s.kind == "image" and s.stem.isdigit()]
-        counts = Counter(int(s.stem) for s in numbered)
-        self.reserved = {n for n, c in counts.items() if c == 1}
-        shared = [s for s in numbered if counts[int(s.stem)] > 1]
-        if shared and warn:  # e.g. a/001.jpg and b/001.jpg: one id for two images would merge them in evaluation
-            log.warning("%d images share a numbered name with another input (first: %s): they get fresh image ids",
-                        len(shared), shared[0])  # fmt: skip
-        self.next = 0
-
-    def __call__(self, src: Source) -> int:
-        if src.kind == "image" and src.stem.isdigit() and int(src.stem) in self.reserved:
-            return int(src.stem)
-        while self.next in self.reserved:
-            self.next += 1
-        self.next += 1
-        return self.next - 1
-
-
 def run_predict(
     estimator: Any, sources: list[Source], opts: PredictOptions, report: Callable[[str], None] = log.error,
     journal: Any = None, stop: threading.Event | None = None, part: Sequence[int] | None = None,
@@ -221,8 +194,8 @@ def run_predict(
     """
     predictor = getattr(estimator, "predictor", estimator)
     summary = PredictSummary()
-    stems = _output_stems(sources)
-    image_id = _ImageIds(sources)
+    stems = output_stems(sources, opts.out_dir) if opts.draw else {s: s.stem for s in sources}
+    image_id = ImageIds(sources)
     units: dict[Source, _Unit] = {}
     failed: set[Source] = set()
     trackers: dict[Any, PoseTracker] = {}
@@ -256,7 +229,8 @@ def run_predict(
     start = time.perf_counter()
     bar = tqdm(total=total, unit="img", desc="predict", dynamic_ncols=True, disable=None if opts.progress else True,
                leave=False)  # fmt: skip
-    stream = predictor.iter_predict(_frames(sources, opts.max_frames), reader=_read, with_inputs=True)
+    reader = functools.partial(_read, max_megapixels=opts.max_megapixels)
+    stream = predictor.iter_predict(_frames(sources, opts.max_frames), reader=reader, with_inputs=True)
     video: Source | None = None  # the video whose frames are arriving
     done_in_batch = 0
     try:

@@ -29,21 +29,13 @@ from grapepose.errors import GrapeposeError
 from grapepose.io.journal import JOURNAL_NAME, OutputError, OutputFolder, merge_lines, part_name, read_journal_lines
 from grapepose.io.sources import Source
 
-__all__ = ["Shard", "PartJournal", "plan", "merge_parts", "world_size", "HEARTBEAT_TIMEOUT_S"]
+__all__ = ["Shard", "PartJournal", "plan", "merge_parts", "HEARTBEAT_TIMEOUT_S"]
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_PERIOD_S = 0.5
 HEARTBEAT_TIMEOUT_S = 60.0  # a rank silent this long (a lost machine; a dead process is seen at once) is gone
 SETUP_TIMEOUT_S = 1800.0  # the other ranks wait this long for rank 0 to expand the inputs
-
-
-def world_size() -> int:
-    """WORLD_SIZE as set by torchrun (1 outside torchrun)."""
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
 
 
 def _weight(src: Source, max_frames: int) -> int:
@@ -138,7 +130,7 @@ class Shard:
     def __init__(self, device: str | None) -> None:
         import torch.distributed as dist
 
-        from grapepose.engine.distributed import setup_distributed
+        from grapepose.utils.distributed import setup_distributed
 
         try:  # only small Python objects travel: gloo, even when the model runs on CUDA
             info = setup_distributed(device, timeout_s=SETUP_TIMEOUT_S, backend="gloo")
@@ -200,7 +192,7 @@ class Shard:
         return out
 
     def close(self) -> None:
-        from grapepose.engine.distributed import cleanup_distributed
+        from grapepose.utils.distributed import cleanup_distributed
 
         try:
             cleanup_distributed()

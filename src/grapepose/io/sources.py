@@ -11,21 +11,21 @@ import glob
 import logging
 import os
 import queue
-import re
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from grapepose.io.files import IMAGE_SUFFIXES
+from grapepose.io.drawings import is_drawing
+from grapepose.io.files import IMAGE_SUFFIXES, why_not_a_file
 
-__all__ = ["Source", "expand_sources", "prefetch", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
+__all__ = ["Source", "ImageIds", "expand_sources", "plain_number", "prefetch", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
-_OUTPUT_STEM = re.compile(r"_(pose|black)$")  # what `predict` writes: <stem>_pose.<ext>, <stem>_black.<ext>
 
 T = TypeVar("T")
 
@@ -59,6 +59,15 @@ class Source:
         return str(self.path) if self.path is not None else f"webcam {self.index}"
 
 
+def plain_number(text: str) -> int | None:
+    """`text` as a number when it is 1 to 18 ASCII digits (a webcam index, a COCO-style numbered file name).
+
+    `str.isdigit` also accepts '²' and '٣', which `int` refuses or reads as another number; 18 digits
+    keep an image id within the int64 of COCO tools.
+    """
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 def _kind_of(path: Path) -> Literal["image", "video"] | None:
     suffix = path.suffix.lower()
     if suffix == ".gif":  # an animated GIF is a clip: every frame, drawn to <stem>_pose.mp4
@@ -81,10 +90,10 @@ def _from_files(files: Iterable[Path], group: int, skip_outputs_in: Path | None)
         if f.suffix.lower() not in (*IMAGE_SUFFIXES, *VIDEO_SUFFIXES, ".gif"):
             continue
         if not f.is_file():
-            if f.is_symlink():
-                log.warning("%s: skipped: broken symbolic link (its target %s does not exist)", f, os.readlink(f))
+            if not f.is_dir() and os.path.lexists(f):  # a broken or looping link, a pipe, a device
+                log.warning("%s: skipped: %s", f, why_not_a_file(f))
             continue
-        if skip_outputs_in is not None and _OUTPUT_STEM.search(f.stem) and f.parent.resolve() == skip_outputs_in:
+        if skip_outputs_in is not None and f.parent.resolve() == skip_outputs_in and is_drawing(f):
             earlier.append(f)
             continue
         kind = _kind_of(f)
@@ -103,8 +112,9 @@ def expand_sources(specs: Sequence[str], skip_outputs_in: str | os.PathLike[str]
 
     Args:
         specs: the SOURCE arguments.
-        skip_outputs_in: the `--out` folder: drawings found there (`*_pose.*`, `*_black.*`) when a
-            folder or glob expands into it are earlier outputs, not inputs (skipped with a warning).
+        skip_outputs_in: the `--out` folder: drawings of earlier runs found there when a folder or
+            glob expands into it (`grapepose.io.drawings.is_drawing`) are not inputs (skipped with a
+            warning); a photo named like a drawing (`a_pose.jpg`) is an input.
 
     Returns:
         The inputs in argument order, and one error line for each argument that yields none.
@@ -113,28 +123,33 @@ def expand_sources(specs: Sequence[str], skip_outputs_in: str | os.PathLike[str]
     sources: list[Source] = []
     errors: list[str] = []
     for group, spec in enumerate(specs):
-        path = Path(spec).expanduser()
-        if path.is_dir():
-            found = _from_files(path.iterdir(), group, skip)
-            if not found:
-                errors.append(f"{spec}: folder contains no images or videos")
-        elif path.is_file():
-            # an explicitly named file of unknown type is tried as an image: read_image says if it is not
-            found = [Source(_kind_of(path) or "image", path=path, group=group)]
-        elif path.is_symlink():
-            found = []
-            errors.append(f"{spec}: broken symbolic link (its target {os.readlink(path)} does not exist)")
-        elif spec.strip().isdigit():
-            found = [Source("webcam", index=int(spec), group=group)]
-        elif glob.has_magic(spec):
-            found = _from_files((Path(p) for p in glob.glob(str(path), recursive=True)), group, skip)
-            if not found:
-                errors.append(f"{spec}: pattern matches no images or videos")
-        else:
-            found = []
-            errors.append(f"{spec}: no such file or folder")
+        try:
+            found, error = _expand(spec, group, skip)
+        except OSError as e:  # a name too long, a folder that cannot be listed: this SOURCE only
+            found, error = [], f"{spec}: {e.strerror or e}"
         sources.extend(found)
+        if error:
+            errors.append(error)
     return sources, errors
+
+
+def _expand(spec: str, group: int, skip: Path | None) -> tuple[list[Source], str | None]:
+    """The inputs of one SOURCE argument, or the error line saying why it has none."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        found = _from_files(path.iterdir(), group, skip)
+        return found, None if found else f"{spec}: folder contains no images or videos"
+    if path.is_file():
+        # an explicitly named file of unknown type is tried as an image: read_image says if it is not
+        return [Source(_kind_of(path) or "image", path=path, group=group)], None
+    if os.path.lexists(path):  # a broken or looping link, a pipe, a device
+        return [], f"{spec}: {why_not_a_file(path)}"
+    if (index := plain_number(spec.strip())) is not None:
+        return [Source("webcam", index=index, group=group)], None
+    if glob.has_magic(spec):
+        found = _from_files((Path(p) for p in glob.glob(str(path), recursive=True)), group, skip)
+        return found, None if found else f"{spec}: pattern matches no images or videos"
+    return [], f"{spec}: no such file or folder"
 
 
 def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
@@ -181,3 +196,26 @@ def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
                 q.get(timeout=0.05)
             except queue.Empty:
                 pass
+
+
+class ImageIds:
+    """COCO image ids: an image named by a number (COCO/CrowdPose style) keeps it; others count up."""
+
+    def __init__(self, sources: list[Source], warn: bool = True) -> None:
+        numbered = [s for s in sources if s.kind == "image" and plain_number(s.stem) is not None]
+        counts = Counter(plain_number(s.stem) for s in numbered)
+        self.reserved = {n for n, c in counts.items() if c == 1}
+        shared = [s for s in numbered if counts[plain_number(s.stem)] > 1]
+        if shared and warn:  # e.g. a/001.jpg and b/001.jpg: one id for two images would merge them in evaluation
+            log.warning("%d images share a numbered name with another input (first: %s): they get fresh image ids",
+                        len(shared), shared[0])  # fmt: skip
+        self.next = 0
+
+    def __call__(self, src: Source) -> int:
+        number = plain_number(src.stem) if src.kind == "image" else None
+        if number is not None and number in self.reserved:
+            return number
+        while self.next in self.reserved:
+            self.next += 1
+        self.next += 1
+        return self.next - 1

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from grapepose.errors import DataError, GrapeposeError
-from grapepose.io.files import atomic_path, write_image
+from grapepose.io.files import atomic_path, why_not_a_file, write_image
 
 __all__ = ["VideoReader", "VideoWriter", "write_image"]  # write_image lives in grapepose.io.files
 
@@ -56,7 +56,7 @@ class VideoReader:
     def __init__(self, source: str | os.PathLike[str] | int) -> None:
         self.label = f"webcam {source}" if isinstance(source, int) else str(source)
         if not isinstance(source, int) and not Path(source).is_file():
-            raise DataError(f"{self.label}: video file not found")
+            raise DataError(f"{self.label}: {why_not_a_file(source, 'video file not found')}")
         with _quiet_opencv():
             self._cap = cv2.VideoCapture(source if isinstance(source, int) else str(source))
         if not self._cap.isOpened():
@@ -121,10 +121,13 @@ class VideoWriter(AbstractContextManager["VideoWriter"]):
         path: target file (`.mp4`).
         fps: frames per second.
         size: `(width, height)` of every frame.
+        trailer: bytes appended to the finished file (an MP4 box that readers skip:
+            `grapepose.io.drawings.DRAWING_MARK`).
     """
 
-    def __init__(self, path: str | os.PathLike[str], fps: float, size: tuple[int, int]) -> None:
+    def __init__(self, path: str | os.PathLike[str], fps: float, size: tuple[int, int], trailer: bytes = b"") -> None:
         self.path = Path(path)
+        self.trailer = trailer
         self.size = (int(size[0]), int(size[1]))
         self._cm = atomic_path(self.path)
         tmp = self._tmp = self._cm.__enter__()
@@ -158,6 +161,13 @@ class VideoWriter(AbstractContextManager["VideoWriter"]):
             self._cm.__exit__(OSError, None, None)
             raise OSError(errno.EIO, f"the video encoder stored {written} of {self.frames} frames (disk full?)",
                           str(self.path))  # fmt: skip
+        if self.trailer:
+            try:
+                with open(self._tmp, "ab") as f:
+                    f.write(self.trailer)
+            except OSError as e:
+                self._cm.__exit__(type(e), e, None)  # raises it about `path`; the temporary file goes
+                raise
         self._cm.__exit__(None, None, None)
 
     def __exit__(

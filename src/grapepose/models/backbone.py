@@ -1,4 +1,4 @@
-"""HRNet backbone (timm's implementation) fused on the 1/4 grid (DESIGN §2).
+"""HRNet backbone (timm's implementation) fused on the 1/4 grid (docs/DESIGN.md, Network).
 
 timm's HRNet uses the parameter names of the original HRNet code (conv1, bn1, conv2, bn2, layer1,
 transition1..3, stage2..4), so the authors' and HRNet's ImageNet weights load by name.
@@ -13,18 +13,14 @@ from torch import Tensor, nn
 
 from grapepose.backbones import BACKBONES
 
-__all__ = ["HRNET_VARIANTS", "HRNET_WIDTHS", "HRNetBackbone"]
-
-# Views of the one table in grapepose.backbones (kept for existing imports).
-HRNET_WIDTHS = tuple(sorted({b.width for b in BACKBONES.values() if b.reference}))
-HRNET_VARIANTS = {name: b.width for name, b in BACKBONES.items()}
+__all__ = ["HRNetBackbone"]
 
 
 class HRNetBackbone(nn.Module):
     """HRNet: the four branch outputs, the lower three bilinearly upsampled and concatenated.
 
     Args:
-        variant: a name in `HRNET_VARIANTS` (`"hrnet_w32"`, ...) or a width (18, 32, 48).
+        variant: a name in `grapepose.backbones.BACKBONES` (`"hrnet_w32"`, ...) or a width (18, 32, 48).
         bn_momentum: momentum of every BatchNorm.
 
     Output channels: 15 * width (270 for W18, 480 for W32, 720 for W48).

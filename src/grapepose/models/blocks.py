@@ -1,4 +1,4 @@
-"""Convolutional building blocks of the GRAPE heads (DESIGN §2).
+"""Convolutional building blocks of the GRAPE heads (docs/DESIGN.md, Network).
 
 Initialisation follows the reference: PyTorch's default for every head convolution (the reference
 never re-initialises its heads; only the backbone gets HRNet's N(0, 0.001) init).
@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from grapepose.models.deform import deform_conv3x3, deform_conv3x3_torchvision, resolve_deform_impl
+from grapepose.models.deform import deform_conv3x3, deform_conv3x3_torchvision
+from grapepose.models.kernels import own_kernels
 
 __all__ = ["AdaptiveBlock", "BasicBlock", "ConvBNReLU", "Head"]
 
@@ -77,21 +78,17 @@ class AdaptiveBlock(nn.Module):
 
     A 3x3 conv predicts a 2x2 matrix A per pixel (`affine`, 4 channels) and another a translation t
     (`translation`, 2 channels); the kernel samples at A r + t for the regular grid positions r.
-    Then BN, identity residual, ReLU.
+    Then BN, identity residual, ReLU. The deformable conv runs as `deform_conv3x3` (`grid_sample` +
+    matmul, standard ONNX operators) or as torchvision's `deform_conv2d` (ONNX `DeformConv`), as
+    `grapepose.models.kernels` chooses: same parameters, same results.
 
     Args:
         channels: input = output channels.
         bn_momentum: BatchNorm momentum.
-        deform_impl: how the deformable conv runs (`grapepose.models.deform`): "sampling"
-            (`grid_sample` + matmul, standard ONNX operators), "torchvision" (`deform_conv2d`,
-            ONNX `DeformConv`) or "auto" (sampling on CPU, torchvision elsewhere). Same parameters
-            and the same results either way.
     """
 
-    def __init__(self, channels: int, bn_momentum: float = 0.1, deform_impl: str = "auto") -> None:
+    def __init__(self, channels: int, bn_momentum: float = 0.1) -> None:
         super().__init__()
-        resolve_deform_impl(deform_impl, torch.device("cpu"))  # validates the name
-        self.deform_impl = deform_impl
         self.affine = nn.Conv2d(channels, 4, 3, padding=1, bias=True)
         self.translation = nn.Conv2d(channels, 2, 3, padding=1, bias=True)
         # A plain holder for the [C, C, 3, 3] kernel (same init as torchvision's DeformConv2d).
@@ -109,8 +106,7 @@ class AdaptiveBlock(nn.Module):
         return F.conv2d(params, self.offset_weight.to(x.dtype), self.offset_bias.to(x.dtype))
 
     def _deform(self, x: Tensor) -> Tensor:
-        sampling = resolve_deform_impl(self.deform_impl, x.device) == "sampling"
-        conv = deform_conv3x3 if sampling else deform_conv3x3_torchvision
+        conv = deform_conv3x3 if own_kernels(x.device) else deform_conv3x3_torchvision
         return conv(x, self.sampling_offsets(x), self.deform_conv.weight.to(x.dtype))
 
     def forward(self, x: Tensor) -> Tensor:

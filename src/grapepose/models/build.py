@@ -44,7 +44,6 @@ def build_model(spec: str | os.PathLike[str] | Config | ModelConfig | None = "cr
         dropout=m.dropout,
         bn_momentum=m.bn_momentum,
         global_context=m.global_context,
-        deform_impl=m.deform_impl,
     )
     model.config = cfg
     return model

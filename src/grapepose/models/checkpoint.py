@@ -36,8 +36,8 @@ from grapepose.models.build import build_model, model_config_of
 from grapepose.models.grape import GrapeNet
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "init_backbone_from_imagenet", "load_model", "load_state_dict_strict",
-    "read_checkpoint", "read_model_info", "save_model",
+    "FORMAT", "FORMAT_VERSION", "config_from_json", "init_backbone_from_imagenet", "load_model",
+    "load_state_dict_strict", "read_checkpoint", "read_model_info", "read_torch_file", "save_model",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -108,12 +108,60 @@ def _read_safetensors(path: Path) -> tuple[dict[str, str], dict[str, Tensor]]:
     return metadata, tensors
 
 
-def _read_torch(path: Path) -> Any:
+def read_model_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The `"info"` record of our safetensors file (how the model was made); {} when it has none.
+
+    Raises:
+        CheckpointError: naming `path`, when the file is unreadable or its record is not a JSON object.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if _sniff(path) != "safetensors":
+        return {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            text = (f.metadata() or {}).get("info")
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise CheckpointError(f"{path}: unreadable safetensors file, truncated or corrupt ({_first_line(e)})") from None
+    if text is None:
+        return {}
+    try:
+        info = json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: invalid info record in the file's metadata ({_first_line(e)})") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{path}: invalid info record in the file's metadata (not a JSON object)")
+    return info
+
+
+def config_from_json(text: str, path: str | os.PathLike[str]) -> Config:
+    """The `Config` a model file (safetensors, ONNX) stores as JSON in its metadata.
+
+    Raises:
+        CheckpointError: naming `path`, when the text is not JSON of a valid config.
+    """
+    try:
+        d = json.loads(text)
+        if not isinstance(d, dict):
+            raise ConfigError(f"expected a JSON object, got a {type(d).__name__}")
+        return config_from_dict(d)
+    except (ValueError, RecursionError, ConfigError) as e:  # JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path}: invalid config in the file's metadata ({_first_line(e)})") from None
+
+
+def read_torch_file(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
+    """`torch.load(path, weights_only=True)`: tensors and plain data only.
+
+    Raises:
+        CheckpointError: one line naming the file when it holds other Python objects or is unreadable.
+    """
+    path = Path(path)
     try:
         # A file object, not the path: torch.load hands `*.safetensors` paths to safetensors, and a
         # PyTorch file given that name must still be read by its content (sniffed by the caller).
         with open(path, "rb") as f:
-            return torch.load(f, map_location="cpu", weights_only=True)
+            return torch.load(f, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights_only" in str(e) or "Unsupported global" in str(e):
             raise CheckpointError(
@@ -158,12 +206,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[Config | None, dict[s
     if kind == "safetensors":
         metadata, obj = _read_safetensors(path)
         if metadata.get("format") == FORMAT:
-            try:
-                config = config_from_dict(json.loads(metadata["config"]))
-            except (KeyError, json.JSONDecodeError, ConfigError) as e:
-                raise CheckpointError(f"{path}: invalid config in the file's metadata ({_first_line(e)})") from None
+            if "config" not in metadata:
+                raise CheckpointError(f"{path}: invalid config in the file's metadata (no 'config' entry)")
+            config = config_from_json(metadata["config"], path)
     elif kind == "torch":
-        obj = _read_torch(path)
+        obj = read_torch_file(path)
     else:
         raise CheckpointError(f"{path}: not a checkpoint (neither safetensors nor a PyTorch file)")
     sd = unwrap_state_dict(obj)
@@ -177,33 +224,6 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[Config | None, dict[s
 def _listing(names: list[str]) -> str:
     shown = ", ".join(names[:_SHOW])
     return f"{shown}, ... ({len(names)} in all)" if len(names) > _SHOW else shown
-
-
-def read_model_info(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The `"info"` record of our safetensors file (how the model was made); {} when it has none.
-
-    Raises:
-        CheckpointError: naming `path`, when the file is unreadable or its record is not a JSON object.
-    """
-    from safetensors import safe_open
-
-    path = Path(path)
-    if _sniff(path) != "safetensors":
-        return {}
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            text = (f.metadata() or {}).get("info")
-    except Exception as e:  # safetensors raises its own error types for corrupt files
-        raise CheckpointError(f"{path}: unreadable safetensors file, truncated or corrupt ({_first_line(e)})") from None
-    if text is None:
-        return {}
-    try:
-        info = json.loads(text)
-    except ValueError as e:
-        raise CheckpointError(f"{path}: invalid info record in the file's metadata ({_first_line(e)})") from None
-    if not isinstance(info, dict):
-        raise CheckpointError(f"{path}: invalid info record in the file's metadata (not a JSON object)")
-    return info
 
 
 def _non_finite(state_dict: Mapping[str, Tensor]) -> list[str]:
@@ -290,7 +310,8 @@ def load_model(
         map_location: device of the returned model.
 
     Returns:
-        The network in eval mode, float32, with `.config` set.
+        The network in eval mode, float32, with `.config` set and `.info` (how it was made; {} when
+        the file does not say).
     """
     path = Path(path)
     stored, sd = read_checkpoint(path)
@@ -312,7 +333,7 @@ def init_backbone_from_imagenet(model: GrapeNet, path: str | os.PathLike[str]) -
     kind = _sniff(path)
     if kind == "unknown":
         raise CheckpointError(f"{path}: not a checkpoint (neither safetensors nor a PyTorch file)")
-    obj = _read_safetensors(path)[1] if kind == "safetensors" else _read_torch(path)
+    obj = _read_safetensors(path)[1] if kind == "safetensors" else read_torch_file(path)
     sd = unwrap_state_dict(obj)
     if sd is None:
         raise CheckpointError(f"{path}: no model weights found (expected a state dict of tensors)")

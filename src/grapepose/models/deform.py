@@ -1,4 +1,4 @@
-"""The 3x3 deformable convolution of the adaptive block, two ways (DESIGN §2).
+"""The 3x3 deformable convolution of the adaptive block, two ways (docs/DESIGN.md, Network).
 
 `deform_conv3x3` computes `torchvision.ops.deform_conv2d(x, offsets, weight, bias, padding=1)`
 (stride 1, no mask) as bilinear sampling of the nine taps with `grid_sample`, then one batched
@@ -23,22 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import deform_conv2d
 
-from grapepose.config import DEFORM_IMPLS
-
-__all__ = ["DEFORM_IMPLS", "deform_conv3x3", "resolve_deform_impl"]
-
-
-def resolve_deform_impl(impl: str, device: torch.device) -> str:
-    """`"sampling"` or `"torchvision"` for a configured `impl` (one of `DEFORM_IMPLS`) on `device`.
-
-    "auto" is the sampling form on CPU (measured 2-3x faster there, forward and backward; see
-    docs/BENCHMARKS.md) and torchvision's kernel on other devices (CUDA not measured yet, so unchanged).
-    """
-    if impl == "auto":
-        return "sampling" if device.type == "cpu" else "torchvision"
-    if impl not in DEFORM_IMPLS:
-        raise ValueError(f"deform_impl must be one of {', '.join(DEFORM_IMPLS)}, got {impl!r}")
-    return impl
+__all__ = ["deform_conv3x3", "deform_conv3x3_torchvision"]
 
 
 def _sampling_grid(offsets: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""The GRAPE network: HRNet, heatmap/offset heads, transformer refinement, visibility (DESIGN §2)."""
+"""The GRAPE network: HRNet, heatmap/offset heads, transformer refinement, visibility (docs/DESIGN.md, Network)."""
 
 from __future__ import annotations
 
@@ -56,8 +56,6 @@ class GrapeNet(nn.Module):
         dropout: transformer dropout.
         bn_momentum: momentum of every BatchNorm.
         global_context: False drops the transformer branch (DEKR-style ablation).
-        deform_impl: the adaptive block's deformable conv, "auto", "sampling" or "torchvision"
-            (`AdaptiveBlock`); it changes speed and the ONNX operators, not parameters or results.
     """
 
     config: Config  # set by `build_model` / `load_model`
@@ -76,7 +74,6 @@ class GrapeNet(nn.Module):
         dropout: float = 0.1,
         bn_momentum: float = 0.1,
         global_context: bool = True,
-        deform_impl: str = "auto",
     ) -> None:
         super().__init__()
         # Constructor arguments, so a model without `.config` can still describe itself.
@@ -84,7 +81,7 @@ class GrapeNet(nn.Module):
             "num_keypoints": num_keypoints, "backbone": backbone, "head_channels": head_channels,
             "d_model": d_model, "nhead": nhead, "num_encoder_layers": num_encoder_layers,
             "num_decoder_layers": num_decoder_layers, "dim_feedforward": dim_feedforward, "dropout": dropout,
-            "bn_momentum": bn_momentum, "global_context": global_context, "deform_impl": deform_impl,
+            "bn_momentum": bn_momentum, "global_context": global_context,
         }  # fmt: skip
         k, c, m = num_keypoints, head_channels, bn_momentum
         self.num_keypoints = k
@@ -101,14 +98,14 @@ class GrapeNet(nn.Module):
             self.encoder = TransformerEncoder(num_encoder_layers, d_model, nhead, dim_feedforward, dropout)
             self.decoder = TransformerDecoder(num_decoder_layers, d_model, nhead, dim_feedforward, dropout)
             self.upsample = ConvBNReLU(d_model, d_model, 4, stride=2, padding=1, transposed=True, bn_momentum=m)
-            self.refined_offset_head = Head(AdaptiveBlock(d_model, m, deform_impl), d_model, 2 * k)
+            self.refined_offset_head = Head(AdaptiveBlock(d_model, m), d_model, 2 * k)
             self.visibility_head = Head(BasicBlock(d_model, m), d_model, k)
 
     def global_context_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the transformer branch (`GLOBAL_CONTEXT_MODULES`); empty without it.
 
-        For a separate learning-rate group (DESIGN §4). Note: the reference's train.py actually puts
-        only the backbone (its first 915 parameters) in the low-rate group, so its neck and first
+        For a separate learning-rate group (docs/DESIGN.md, Losses). Note: the reference's train.py
+        actually puts only the backbone (its first 915 parameters) in the low-rate group, so its neck and first
         heads also train at the high rate; use `model.backbone.parameters()` to reproduce that split.
         """
         for name in GLOBAL_CONTEXT_MODULES:

@@ -1,4 +1,4 @@
-"""DETR-style pre-norm transformer on `scaled_dot_product_attention` (DESIGN §2).
+"""DETR-style pre-norm transformer on `scaled_dot_product_attention` (docs/DESIGN.md, Network).
 
 Parameters use `nn.MultiheadAttention`'s layout (`in_proj_weight [3d, d]`, `in_proj_bias [3d]`,
 `out_proj`) so the authors' weights load unchanged, but attention runs through PyTorch's fused SDPA
@@ -9,28 +9,25 @@ so SDPA falls back to its math path (safe softmax, a float dropout mask, several
 `dropout_attention` computes the same function (dropout on the softmax probabilities, kept ones
 scaled by 1 / (1 - p)) with one 0/1 mask and a hand-written backward. Its mask comes from
 `keep_mask`, which reads 16 random bits per element from whole 64-bit words of the default
-generator: on CPU `bernoulli_` draws serially at ~5 ns an element, and the 7 masks of a training
-step, with those of the other dropouts, took a quarter of a two-thread step.
-`Attention.attention_impl = "sdpa"` (or `GRAPEPOSE_ATTENTION=sdpa` in the environment, read at
-import) restores SDPA everywhere, to benchmark against (`grapepose bench train --baseline`).
+generator: on CPU `bernoulli_` draws serially, one element at a time, which makes it a large share
+of a training step. `grapepose.models.kernels` chooses between these forms and PyTorch's (SDPA,
+`F.dropout`); both compute the same function.
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from grapepose.models.kernels import own_kernels
+
 __all__ = [
     "Attention", "DecoderLayer", "EncoderLayer", "TransformerDecoder", "TransformerEncoder",
     "dropout_attention", "keep_mask", "sine_position_encoding",
 ]  # fmt: skip
-
-_DEFAULT_ATTENTION = os.environ.get("GRAPEPOSE_ATTENTION", "auto")  # "sdpa": never `dropout_attention`
-
 
 def sine_position_encoding(
     height: int,
@@ -156,8 +153,6 @@ class Attention(nn.Module):
         if d_model % nhead:
             raise ValueError(f"d_model ({d_model}) must be divisible by nhead ({nhead})")
         self.d_model, self.nhead, self.dropout = d_model, nhead, dropout
-        # "auto": `dropout_attention` when training with dropout on CPU, else SDPA; "sdpa": SDPA always.
-        self.attention_impl = _DEFAULT_ATTENTION
         self.in_proj_weight = nn.Parameter(torch.empty(3 * d_model, d_model))
         self.in_proj_bias = nn.Parameter(torch.zeros(3 * d_model))
         self.out_proj = nn.Linear(d_model, d_model)
@@ -180,7 +175,8 @@ class Attention(nn.Module):
         v = F.linear(value, w[2 * d :], b[2 * d :])
         p = self.dropout if self.training else 0.0
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
-        if p > 0 and self.attention_impl != "sdpa" and q.device.type == "cpu" and not torch.is_autocast_enabled("cpu"):
+        cpu = q.device.type == "cpu"
+        if p > 0 and cpu and not torch.is_autocast_enabled("cpu") and own_kernels(q.device):
             out = dropout_attention(q, k, v, p)  # SDPA's CPU kernels have no dropout (see the module doc)
         else:
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
@@ -195,14 +191,11 @@ class _FeedForward(nn.Module):
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
         self.dropout = dropout
-        # "auto": dropout masks from `keep_mask` when training on CPU in fp32, else F.dropout;
-        # "torch": F.dropout always (as with attention_impl "sdpa").
-        self.dropout_impl = "torch" if _DEFAULT_ATTENTION == "sdpa" else "auto"
 
     def _dropout(self, x: Tensor) -> Tensor:
         """F.dropout(x, self.dropout, self.training), the same function with a faster CPU draw."""
         p = self.dropout
-        if not self.training or p == 0 or self.dropout_impl == "torch" or x.device.type != "cpu":
+        if not self.training or p == 0 or x.device.type != "cpu" or not own_kernels(x.device):
             return F.dropout(x, p, self.training)
         if torch.is_autocast_enabled("cpu") or x.dtype not in (torch.float32, torch.float64):
             return F.dropout(x, p, self.training)

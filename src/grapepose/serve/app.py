@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -42,11 +42,34 @@ _MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the image byt
 
 
 class _Admission:
-    """Bounds requests in flight: in all (503 beyond) and per client address (429 beyond)."""
+    """Bounds requests open per client address (429 beyond), counted from their headers, before the
+    body is read; and, once the body has arrived, requests in flight in all (503 beyond) and per
+    client address (429 beyond). A slow upload thus holds its own client's share only."""
 
-    def __init__(self, total: int, per_client: int) -> None:
-        self.total, self.per_client = total, per_client
+    def __init__(self, total: int, per_client: int, open_per_client: int) -> None:
+        self.total, self.per_client, self.open_per_client = total, per_client, open_per_client
         self.clients: Counter[str] = Counter()
+        self.opened: Counter[str] = Counter()
+
+    @property
+    def uploading(self) -> int:
+        """Requests whose body is still being received."""
+        return sum(self.opened.values()) - sum(self.clients.values())
+
+    @contextlib.contextmanager
+    def open(self, client: str) -> Iterator[None]:
+        if self.opened[client] >= self.open_per_client:
+            raise HTTPError(
+                429, f"too many open requests from this client (limit {self.open_per_client}, "
+                "--max-client-connections); wait for answers before sending more", {"Retry-After": "1"},
+            )  # fmt: skip
+        self.opened[client] += 1
+        try:
+            yield
+        finally:
+            self.opened[client] -= 1
+            if self.opened[client] <= 0:
+                del self.opened[client]
 
     @contextlib.contextmanager
     def enter(self, client: str) -> Iterator[None]:
@@ -69,14 +92,25 @@ class _Admission:
                 del self.clients[client]
 
 
-async def _read_body(request: Request, limit: int, limit_mb: float) -> bytes:
-    """The request body, refused (413) as soon as it exceeds `limit` bytes, whatever Content-Length says."""
+async def _read_body(request: Request, limit: int, limit_mb: float, timeout: float) -> bytes:
+    """The request body, refused (413) as soon as it exceeds `limit` bytes, whatever Content-Length says,
+    and (408, connection closed) when it has not all arrived `timeout` seconds after this call."""
     too_large = HTTPError(413, f"request body exceeds the {limit_mb:g} MB limit (--max-image-mb)")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    stream = request.stream().__aiter__()
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), max(0.0, deadline - loop.time()))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise HTTPError(408, f"request body not received within {timeout:g} s (--body-timeout)",
+                            {"Connection": "close"}) from None  # fmt: skip
         size += len(chunk)
         if size > limit:
             raise too_large
@@ -97,7 +131,8 @@ async def _uploads(request: Request, settings: ServeSettings, field: str, max_fi
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     mb = settings.max_image_mb
     if ctype == "multipart/form-data":
-        body = await _read_body(request, settings.max_image_bytes * max_files + _MULTIPART_SLACK, mb * max_files)
+        limit = settings.max_image_bytes * max_files + _MULTIPART_SLACK
+        body = await _read_body(request, limit, mb * max_files, settings.body_timeout)
         boundary = _boundary(request.headers.get("content-type", ""))
         if boundary and f"--{boundary}--".encode() not in body[-len(boundary) - 64 :]:
             raise bad_request("malformed multipart body (no closing boundary: the upload was cut off)")
@@ -138,7 +173,7 @@ async def _uploads(request: Request, settings: ServeSettings, field: str, max_fi
         raise HTTPError(415, f"unsupported content type {ctype or 'none'!r}: send multipart/form-data "
                         f"with one {field!r} file per image")  # fmt: skip
     elif ctype in RAW_TYPES or not ctype:
-        uploads = [("body", await _read_body(request, settings.max_image_bytes, mb))]
+        uploads = [("body", await _read_body(request, settings.max_image_bytes, mb, settings.body_timeout))]
     else:
         raise HTTPError(
             415, f"unsupported content type {ctype!r}: send an image ({', '.join(RAW_TYPES)}) "
@@ -163,7 +198,7 @@ def create_app(estimator: Any, settings: ServeSettings | None = None, source: st
     """The Starlette app serving `estimator` (a `PoseEstimator`) with `settings`' limits and batching."""
     settings = settings or ServeSettings()
     service = PoseService(estimator, settings, source)
-    admission = _Admission(settings.max_queue, settings.max_client_requests)
+    admission = _Admission(settings.max_queue, settings.max_client_requests, settings.max_client_connections)
     spec = spec_json(estimator.spec)
 
     async def decode_all(uploads: list[tuple[str, bytes]]) -> list[Any]:
@@ -177,17 +212,21 @@ def create_app(estimator: Any, settings: ServeSettings | None = None, source: st
     async def poses(request: Request) -> Response:
         t0 = time.perf_counter()
         opts = parse_options(request.query_params, settings)
-        with admission.enter(_client(request)):
+        client = _client(request)
+        with admission.open(client):
             uploads = await _uploads(request, settings, "image", 1)
-            images = await decode_all(uploads)
-            (result,) = await service.predict(images, opts)
-            if opts.draw:
-                drawn = await asyncio.to_thread(lambda: encode_image(result.draw(images[0]), opts.format))
-                ms = (time.perf_counter() - t0) * 1000
-                headers = {"X-People": str(len(result)), "X-Latency-Ms": f"{ms:.1f}"}
-                return Response(drawn, media_type=f"image/{opts.format}", headers=headers)
+            with admission.enter(client):  # a slot in flight only once the body has arrived
+                images = await decode_all(uploads)
+                (result,) = await service.predict(images, opts)
+                if opts.draw:
+                    drawn = await asyncio.to_thread(
+                        lambda: encode_image(result.draw(images[0], min_joint_score=opts.min_joint_score), opts.format)
+                    )
+                    ms = (time.perf_counter() - t0) * 1000
+                    headers = {"X-People": str(len(result)), "X-Latency-Ms": f"{ms:.1f}"}
+                    return Response(drawn, media_type=f"image/{opts.format}", headers=headers)
         h, w = images[0].shape[:2]
-        body = poses_json(result.keypoints, result.scores, w, h)
+        body = poses_json(result.keypoints, result.scores, w, h, result.joint_scores)
         body.update(keypoint_names=spec["names"], skeleton=spec["skeleton"])
         body["latency_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return JSONResponse(body)
@@ -195,13 +234,16 @@ def create_app(estimator: Any, settings: ServeSettings | None = None, source: st
     async def poses_batch(request: Request) -> Response:
         t0 = time.perf_counter()
         opts = parse_options(request.query_params, settings, allow_draw=False)
-        with admission.enter(_client(request)):
+        client = _client(request)
+        with admission.open(client):
             uploads = await _uploads(request, settings, "images", settings.max_batch_images)
-            images = await decode_all(uploads)
-            results = await service.predict(images, opts)
+            with admission.enter(client):  # a slot in flight only once the body has arrived
+                images = await decode_all(uploads)
+                results = await service.predict(images, opts)
         out = []
         for (name, _), img, res in zip(uploads, images, results):
-            entry = {"name": name, **poses_json(res.keypoints, res.scores, img.shape[1], img.shape[0])}
+            h, w = img.shape[:2]
+            entry = {"name": name, **poses_json(res.keypoints, res.scores, w, h, res.joint_scores)}
             out.append(entry)
         body = {"results": out, "keypoint_names": spec["names"], "skeleton": spec["skeleton"]}
         body["latency_ms"] = round((time.perf_counter() - t0) * 1000, 1)
@@ -209,7 +251,8 @@ def create_app(estimator: Any, settings: ServeSettings | None = None, source: st
 
     async def healthz(request: Request) -> Response:
         b = service.batcher
-        return JSONResponse({"status": "ok", "queued": b.pending, "batches": b.batches, "images": b.images})
+        return JSONResponse({"status": "ok", "queued": b.pending, "batches": b.batches, "images": b.images,
+                             "uploading": admission.uploading})  # fmt: skip
 
     async def model(request: Request) -> Response:
         return JSONResponse(service.model_info())
@@ -226,6 +269,12 @@ def create_app(estimator: Any, settings: ServeSettings | None = None, source: st
         path = request.url.path
         messages = {404: f"not found: {path}", 405: f"method {request.method} not allowed on {path}"}
         return JSONResponse(error_body(messages.get(exc.status_code, str(exc.detail))), exc.status_code)
+
+    async def on_disconnect(request: Request, exc: Exception) -> Response:
+        # The client is gone (closed the page, lost the network): nobody reads an answer; one line, no traceback.
+        peer = f"{request.client.host}:{request.client.port}" if request.client else "a client"
+        log.info("%s disconnected during its upload to %s %s; request dropped", peer, request.method, request.url.path)
+        return Response(status_code=400)
 
     async def on_grapepose_error(request: Request, exc: Exception) -> Response:
         return JSONResponse(error_body(str(exc)), 400)
@@ -249,6 +298,7 @@ def create_app(estimator: Any, settings: ServeSettings | None = None, source: st
         ],
         exception_handlers={
             HTTPError: on_http_error, StarletteHTTPException: on_starlette_error, GrapeposeError: on_grapepose_error,
+            ClientDisconnect: on_disconnect,
         },  # fmt: skip
         lifespan=lifespan,
     )

@@ -12,6 +12,8 @@ import io
 import cv2
 import numpy as np
 
+from grapepose.io.image_header import header_size
+from grapepose.limits import too_many_pixels
 from grapepose.serve.errors import HTTPError, bad_request
 
 __all__ = ["decode_image", "encode_image", "RAW_TYPES"]
@@ -78,13 +80,14 @@ def decode_image(data: bytes, max_megapixels: float, what: str = "image") -> np.
     """
     if not data:
         raise bad_request(f"{what}: empty (0 bytes)")
+    declared = header_size(data)  # the header check of `read_image`, the same limit and message
+    if declared is not None and (reason := too_many_pixels(*declared, max_megapixels)):
+        raise HTTPError(413, f"{what}: {reason}")
     fmt, w, h = _header(data, what, max_megapixels)
     if w <= 0 or h <= 0:
         raise bad_request(f"{what}: zero-size image ({w}x{h})")
-    if w * h > max_megapixels * 1e6:
-        raise HTTPError(
-            413, f"{what}: {w}x{h} pixels ({w * h / 1e6:.1f} MP) exceeds the {max_megapixels:g} megapixel limit"
-        )
+    if reason := too_many_pixels(w, h, max_megapixels):  # the limit of predict and the Python API
+        raise HTTPError(413, f"{what}: {reason}")
     if _is_truncated(data, fmt):
         raise bad_request(f"{what}: truncated {fmt} data (the file ends before the image does)")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)

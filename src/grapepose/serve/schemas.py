@@ -10,7 +10,10 @@ from typing import Any
 import numpy as np
 
 from grapepose.errors import ConfigError
+from grapepose.inference.result import JOINT_SCORES_KEY
+from grapepose.limits import MAX_MEGAPIXELS, MAX_TEST_SCALES, TEST_SCALE_RANGE
 from grapepose.serve.errors import bad_request
+from grapepose.visualize import MIN_JOINT_SCORE
 
 __all__ = ["ServeSettings", "RequestOptions", "parse_options", "poses_json", "spec_json"]
 
@@ -30,6 +33,10 @@ class ServeSettings:
         max_megapixels: largest decoded image (width x height / 10^6).
         max_queue: images waiting for the model; beyond this, requests get 503.
         max_client_requests: requests one client address may have in flight; beyond this, 429.
+        max_client_connections: requests one client address may have open at once, counted from
+            their headers (while the body uploads too); beyond this, 429 before the body is read.
+        body_timeout: seconds a request's body may take to arrive; beyond this, 408 and the
+            connection is closed.
         max_batch_images: images in one `/v1/poses:batch` request.
         max_scales: test scales one request may ask for.
         min_scale, max_scale: range of each requested test scale.
@@ -39,13 +46,15 @@ class ServeSettings:
     max_batch: int = 8
     max_wait_ms: float = 10.0
     max_image_mb: float = 20.0
-    max_megapixels: float = 40.0
+    max_megapixels: float = MAX_MEGAPIXELS
     max_queue: int = 64
     max_client_requests: int = 16
+    max_client_connections: int = 32
+    body_timeout: float = 60.0
     max_batch_images: int = 16
-    max_scales: int = 3
-    min_scale: float = 0.25
-    max_scale: float = 2.0
+    max_scales: int = MAX_TEST_SCALES
+    min_scale: float = TEST_SCALE_RANGE[0]
+    max_scale: float = TEST_SCALE_RANGE[1]
     score_threshold: float = 0.1
 
     def __post_init__(self) -> None:
@@ -56,6 +65,8 @@ class ServeSettings:
             ("max_megapixels", self.max_megapixels > 0, "> 0"),
             ("max_queue", self.max_queue >= 1, ">= 1"),
             ("max_client_requests", self.max_client_requests >= 1, ">= 1"),
+            ("max_client_connections", self.max_client_connections >= 1, ">= 1"),
+            ("body_timeout", 0 < self.body_timeout <= 3600, "in (0, 3600]"),
             ("max_batch_images", 1 <= self.max_batch_images <= self.max_queue, "between 1 and max_queue"),
             ("score_threshold", 0 <= self.score_threshold <= 1, "between 0 and 1"),
         ]
@@ -74,7 +85,8 @@ class ServeSettings:
             "max_batch_images": self.max_batch_images, "max_scales": self.max_scales,
             "scale_range": [self.min_scale, self.max_scale], "max_batch": self.max_batch,
             "max_wait_ms": self.max_wait_ms, "max_queue": self.max_queue,
-            "max_client_requests": self.max_client_requests,
+            "max_client_requests": self.max_client_requests, "max_client_connections": self.max_client_connections,
+            "body_timeout": self.body_timeout,
         }  # fmt: skip
 
 
@@ -87,6 +99,7 @@ class RequestOptions:
     score_thr: float = 0.1
     draw: bool = False
     format: str = "jpeg"
+    min_joint_score: float = MIN_JOINT_SCORE
 
 
 def _bool(name: str, raw: str) -> bool:
@@ -109,12 +122,13 @@ def _float(name: str, raw: str) -> float:
 
 
 def parse_options(query: Mapping[str, str], settings: ServeSettings, allow_draw: bool = True) -> RequestOptions:
-    """Validate query parameters (`flip`, `scales`, `score_thr`, `draw`, `format`) against the limits.
+    """Validate query parameters (`flip`, `scales`, `score_thr`; `draw`, `format`, `min_joint_score`) against limits.
 
     Raises:
         HTTPError: 400 naming the parameter and what it must be.
     """
-    known = ("draw", "flip", "format", "scales", "score_thr") if allow_draw else ("flip", "scales", "score_thr")
+    drawing = ("draw", "format", "min_joint_score")
+    known = tuple(sorted(("flip", "scales", "score_thr") + (drawing if allow_draw else ())))
     for name in query:
         if name not in known:
             raise bad_request(f"unknown query parameter {name!r} (known: {', '.join(known)})")
@@ -142,7 +156,12 @@ def parse_options(query: Mapping[str, str], settings: ServeSettings, allow_draw:
         fmt = "jpeg"
     if fmt not in DRAW_FORMATS:
         raise bad_request(f"format={query['format']}: must be jpeg or png")
-    return RequestOptions(flip, scales, score_thr, draw, fmt)
+    min_joint = MIN_JOINT_SCORE
+    if "min_joint_score" in query:
+        min_joint = _float("min_joint_score", query["min_joint_score"])
+        if not 0 <= min_joint <= 1:
+            raise bad_request(f"min_joint_score={query['min_joint_score']}: must be between 0 and 1")
+    return RequestOptions(flip, scales, score_thr, draw, fmt, min_joint)
 
 
 def _finite_or_none(rows: list[Any]) -> list[Any]:
@@ -150,8 +169,11 @@ def _finite_or_none(rows: list[Any]) -> list[Any]:
     return [[v if math.isfinite(v) else None for v in row] for row in rows]
 
 
-def poses_json(keypoints: np.ndarray, scores: np.ndarray, width: int, height: int) -> dict[str, Any]:
-    """One image's people as JSON: `people[i].keypoints` is `[K][x, y, score]` in image pixels.
+def poses_json(
+    keypoints: np.ndarray, scores: np.ndarray, width: int, height: int, joint_scores: np.ndarray
+) -> dict[str, Any]:
+    """One image's people as JSON: `people[i].keypoints` is `[K][x, y, score]` in image pixels and
+    `people[i].keypoint_scores` the `[K]` per-joint confidences (`Poses.joint_scores`).
 
     Coordinates are rounded to 0.01 px and scores to 1e-4 (the network is nowhere near as precise).
     """
@@ -160,10 +182,12 @@ def poses_json(keypoints: np.ndarray, scores: np.ndarray, width: int, height: in
     xy = np.round(kp[..., :2], 2)
     sc = np.round(kp[..., 2:], 4)
     rows = np.concatenate([xy, sc], -1).tolist()
+    joints = np.round(np.asarray(joint_scores, np.float64).reshape(kp.shape[:2]), 4).tolist()
     people = [
-        {"score": round(float(s), 4) if math.isfinite(s) else None, "keypoints": _finite_or_none(r)}
-        for s, r in zip(np.asarray(scores, np.float64).tolist(), rows)
-    ]
+        {"score": round(float(s), 4) if math.isfinite(s) else None, "keypoints": _finite_or_none(r),
+         JOINT_SCORES_KEY: _finite_or_none([j])[0]}
+        for s, r, j in zip(np.asarray(scores, np.float64).tolist(), rows, joints)
+    ]  # fmt: skip
     return {"width": int(width), "height": int(height), "num_people": len(people), "people": people}
 
 

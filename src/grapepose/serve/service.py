@@ -14,6 +14,7 @@ from grapepose.config import apply_overrides, config_to_dict
 from grapepose.serve.batcher import MicroBatcher, QueueFull
 from grapepose.serve.errors import HTTPError
 from grapepose.serve.schemas import RequestOptions, ServeSettings, spec_json
+from grapepose.visualize import MIN_JOINT_SCORE
 
 __all__ = ["PoseService"]
 
@@ -97,7 +98,8 @@ class PoseService:
             "weights": self.source,
             "device": str(self.estimator.device),
             "keypoints": spec_json(self.estimator.spec),
-            "defaults": {"flip": flip, "scales": list(scales), "score_thr": self.settings.score_threshold},
+            "defaults": {"flip": flip, "scales": list(scales), "score_thr": self.settings.score_threshold,
+                         "min_joint_score": MIN_JOINT_SCORE},
             "limits": self.settings.limits(),
             "config": config_to_dict(self.estimator.config),
         }

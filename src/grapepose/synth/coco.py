@@ -158,6 +158,11 @@ def generate_dataset(
         summary = _write(tmp, out, preset, int(num_images), int(size), int(seed), keypoints, spec, int(workers), fmt,
                          progress)  # fmt: skip
         _move_into_place(tmp, out)
+    except OSError as e:  # e.g. a full disk: name the file as the user will look for it, not the build folder's
+        name = e.filename if isinstance(e.filename, str) else None
+        if name is None or not Path(name).is_relative_to(tmp):
+            raise
+        raise OSError(e.errno, e.strerror, os.fspath(out / Path(name).relative_to(tmp))) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; otherwise the unfinished dataset
     log.info("wrote %d images, %d people to %s", summary["images"], summary["people"], summary["annotations"])

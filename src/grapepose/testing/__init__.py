@@ -4,5 +4,5 @@ Used by the test suite and by `grapepose bench` to compare the fast code against
 a predict or training path.
 
 - `grapepose.testing.planted`: network outputs a perfect model would give for known people.
-- `grapepose.testing.reference_targets`: DESIGN §3 training targets written as plain loops.
+- `grapepose.testing.reference_targets`: the training targets (docs/DESIGN.md) written as plain loops.
 """

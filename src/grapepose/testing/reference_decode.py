@@ -1,9 +1,10 @@
-"""The decoder as it was before the fast rewrite: full-resolution maps, a frozen oracle.
+"""The reference decoder on full-resolution maps, a frozen oracle for `grapepose.decode`.
 
 `reference_decode` has the signature and results of `grapepose.decode`; it upsamples every
 keypoint heatmap to input resolution, finds snapping peaks with a max-pool over the full maps and
-fits Gaussians on windows cut from them. Tests compare the fast decoder against it and
-`grapepose bench decode --compare-old` times it. Never use it for inference.
+fits Gaussians on windows cut from them, as the method's description reads (docs/DESIGN.md,
+"Decoding"). Tests compare `decode`, which reads the grid maps only where it needs them, against it
+and `grapepose bench decode --compare-old` times it. Never use it for inference.
 """
 
 from __future__ import annotations
@@ -294,10 +295,15 @@ def reference_decode_maps(
 
     keypoints = torch.cat([people, jscore[..., None]], dim=-1)
     scores = jscore.mean(-1)
+    if has_vis:  # per-joint confidence: the visibility at the final joints, else the heatmap value
+        confidence = sum(sample_upsampled(m.visibility, STRIDE / s, size, people)  # type: ignore[arg-type]
+                         for m, s in zip(maps, scales)) / len(scales)  # fmt: skip
+    else:
+        confidence = _read_at(heat, people).clamp(0.0, 1.0)
     results = []
     for i, c in enumerate(counts):
         order_i = scores[i, :c].argsort(descending=True, stable=True)
-        results.append(DecodedPoses(keypoints[i, :c][order_i], scores[i, :c][order_i]))
+        results.append(DecodedPoses(*(t[i, :c][order_i] for t in (keypoints, scores, confidence))))
     return results
 
 

@@ -1,4 +1,4 @@
-"""SLOW reference: DESIGN §3 targets written as plain per-person, per-joint, per-cell Python loops.
+"""SLOW reference: the training targets (docs/DESIGN.md) as plain per-person, per-joint, per-cell Python loops.
 
 Kept only as the oracle that tests and `grapepose bench targets` compare `build_targets` against
 (~100 ms for 15 people on a 128 grid). Never use it for training.

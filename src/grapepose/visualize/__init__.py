@@ -1,5 +1,5 @@
-"""Drawing poses on images: one colour per person, joint confidence as opacity."""
+"""Drawing poses on images: one colour per person, joint score as opacity, absent joints left out."""
 
-from grapepose.visualize.draw import draw_poses, person_color
+from grapepose.visualize.draw import MIN_JOINT_SCORE, draw_poses, person_color
 
-__all__ = ["draw_poses", "person_color"]
+__all__ = ["MIN_JOINT_SCORE", "draw_poses", "person_color"]

@@ -1,8 +1,9 @@
 """Skeleton drawing with OpenCV.
 
 Each person gets a colour derived from its index (or track id, so a tracked person keeps its
-colour across frames); every joint and limb is alpha-blended with its confidence as opacity, so
-uncertain joints fade instead of disappearing.
+colour across frames); every joint and limb is alpha-blended with its score as opacity, so
+uncertain joints fade, and joints whose per-joint confidence (`Poses.joint_scores`) is below
+`min_joint_score` (default `MIN_JOINT_SCORE`) are left out with the limbs that touch them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["draw_poses", "person_color"]
+__all__ = ["draw_poses", "person_color", "MIN_JOINT_SCORE"]
 
+# Default of `--min-joint-score`, `Poses.draw` and the web page's slider: joints whose per-joint
+# confidence is below it are taken for absent (see docs/INFERENCE.md for how it separates
+# labelled from absent joints).
+MIN_JOINT_SCORE = 0.3
 _GOLDEN = 0.618033988749895
 _MIN_ALPHA = 0.2  # opacity of a zero-confidence element that is still drawn
 
@@ -39,6 +44,8 @@ def draw_poses(
     joint_threshold: float = 0.0,
     black: bool = False,
     thickness: int = 0,
+    joint_scores: np.ndarray | None = None,
+    min_joint_score: float = 0.0,
 ) -> np.ndarray:
     """Draw poses on a copy of `image` (or on black).
 
@@ -51,6 +58,8 @@ def draw_poses(
         joint_threshold: joints with a score at or below this are not drawn (nor their limbs).
         black: draw on a black canvas of the image's size instead of the image.
         thickness: line width in pixels; 0 picks one from the image size.
+        joint_scores: `[N, K]` per-joint confidence (`Poses.joint_scores`), or None.
+        min_joint_score: joints whose `joint_scores` are below this are not drawn (nor their limbs).
 
     Returns:
         `[H, W, 3]` uint8 RGB.
@@ -71,6 +80,8 @@ def draw_poses(
     alpha_layer = np.zeros((h, w), np.uint8)
     finite = np.isfinite(kpts[..., :2]).all(-1)
     shown = finite & (np.nan_to_num(kpts[..., 2], nan=-1.0) > joint_threshold)
+    if joint_scores is not None and min_joint_score > 0:
+        shown &= np.asarray(joint_scores, np.float32).reshape(shown.shape) >= min_joint_score  # NaN: hidden
     alpha = (_opacity(kpts[..., 2]) * 255).astype(np.uint8)
     pts = np.where(finite[..., None], kpts[..., :2], 0.0).round().clip(-1e5, 1e5).astype(np.int32)
     for p in range(n):

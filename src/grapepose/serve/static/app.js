@@ -7,6 +7,7 @@ const canvas = $("canvas");
 const ctx = canvas.getContext("2d");
 let skeleton = [];
 let webcamOn = false;
+let last = null; // the last answer and the picture it was drawn on, redrawn when the joint slider moves
 
 // The same colours as grapepose.visualize.person_color: golden-ratio hue steps.
 function personColor(i) {
@@ -29,31 +30,43 @@ async function loadModel() {
     $("flip").checked = m.defaults.flip;
     $("thr").value = m.defaults.score_thr;
     $("thr-value").textContent = Number(m.defaults.score_thr).toFixed(2);
+    if (m.defaults.min_joint_score !== undefined) {
+      $("joint-thr").value = m.defaults.min_joint_score;
+      $("joint-thr-value").textContent = Number(m.defaults.min_joint_score).toFixed(2);
+    }
     $("model").textContent = `${m.weights || "model"} · ${m.keypoints.names.length} keypoints · ${m.device} · v${m.version}`;
   } catch (e) {
     $("model").textContent = "model info unavailable";
   }
 }
 
+// Joints whose per-joint confidence (keypoint_scores) is below the slider are left out, with their limbs.
+function shownJoints(person) {
+  const thr = Number($("joint-thr").value);
+  const conf = person.keypoint_scores || [];
+  return person.keypoints.map((k, j) => k[0] !== null && !(conf[j] === null || conf[j] < thr));
+}
+
 function drawPeople(result) {
   const lw = Math.max(2, Math.round(Math.min(canvas.width, canvas.height) / 180));
   result.people.forEach((person, p) => {
     const kp = person.keypoints;
+    const shown = shownJoints(person);
     const color = personColor(p);
     ctx.strokeStyle = color;
     ctx.fillStyle = color;
     ctx.lineWidth = lw;
     for (const [a, b] of result.skeleton || skeleton) {
       const ka = kp[a], kb = kp[b];
-      if (!ka || !kb || ka[0] === null || kb[0] === null) continue;
+      if (!ka || !kb || !shown[a] || !shown[b]) continue;
       ctx.globalAlpha = 0.2 + 0.8 * Math.max(0, Math.min(1, Math.min(ka[2], kb[2])));
       ctx.beginPath();
       ctx.moveTo(ka[0], ka[1]);
       ctx.lineTo(kb[0], kb[1]);
       ctx.stroke();
     }
-    for (const k of kp) {
-      if (k[0] === null) continue;
+    for (const [j, k] of kp.entries()) {
+      if (!shown[j]) continue;
       ctx.globalAlpha = 0.2 + 0.8 * Math.max(0, Math.min(1, k[2]));
       ctx.beginPath();
       ctx.arc(k[0], k[1], lw + 1, 0, 2 * Math.PI);
@@ -78,6 +91,7 @@ async function detect(blob, source) {
   canvas.height = body.height;
   ctx.drawImage(source, 0, 0, body.width, body.height);
   drawPeople(body);
+  last = { body, source };
   $("count").textContent = String(body.num_people);
   $("latency").textContent = `${ms.toFixed(0)} ms (server ${body.latency_ms.toFixed(0)} ms)`;
   $("status").textContent = "";
@@ -141,6 +155,13 @@ function stopWebcam() {
 
 $("file").addEventListener("change", (e) => onFile(e.target.files[0]));
 $("thr").addEventListener("input", () => { $("thr-value").textContent = Number($("thr").value).toFixed(2); });
+$("joint-thr").addEventListener("input", () => {
+  $("joint-thr-value").textContent = Number($("joint-thr").value).toFixed(2);
+  if (last && !webcamOn) { // a photo: redraw it at once (webcam frames pick the value up as they come)
+    ctx.drawImage(last.source, 0, 0, last.body.width, last.body.height);
+    drawPeople(last.body);
+  }
+});
 $("webcam").addEventListener("click", () => (webcamOn ? stopWebcam() : startWebcam()));
 const drop = $("drop");
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });

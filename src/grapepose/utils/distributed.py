@@ -1,7 +1,10 @@
-"""Distributed-training helpers for processes started by `torchrun` (never spawned by us).
+"""The torchrun helper shared by `train`, `evaluate` and `predict`: where this process sits in the job,
+joining and leaving its process group, and the few collectives the trainer needs.
 
 `torchrun` sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; a process without them
-is a world of one and needs no process group.
+is a world of one and needs no process group. The variables are read here only (`torchrun_env`), so
+a bad value is the same one-line `ConfigError` on every command. It lives in `utils`, beside the
+device resolver, because training (`engine`) and the predict job (`io`) both use it.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from grapepose.errors import ConfigError
 from grapepose.utils.device import resolve_device
 
-__all__ = ["DistInfo", "env_rank", "setup_distributed", "cleanup_distributed", "barrier", "all_reduce_mean",
-           "broadcast_"]  # fmt: skip
+__all__ = ["DistInfo", "torchrun_env", "env_rank", "world_size", "setup_distributed", "cleanup_distributed",
+           "barrier", "all_reduce_mean", "broadcast_"]  # fmt: skip
 
 log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 7200.0  # collectives wait this long (rank 0 may validate or merge while the others wait)
 
 
 @dataclass(frozen=True)
@@ -40,32 +46,60 @@ class DistInfo:
         return self.world_size > 1
 
 
+def _env_int(name: str, default: int, lo: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = lo - 1
+    if value < lo:
+        raise ConfigError(f"torchrun environment: {name}={text!r} is not an integer >= {lo}")
+    return value
+
+
+def torchrun_env() -> tuple[int, int, int]:
+    """`(rank, local_rank, world_size)` as torchrun set them; `(0, 0, 1)` outside torchrun.
+
+    Raises:
+        ConfigError: a variable is not an integer, or RANK is not below WORLD_SIZE.
+    """
+    world = _env_int("WORLD_SIZE", 1, 1)
+    rank, local = _env_int("RANK", 0, 0), _env_int("LOCAL_RANK", 0, 0)
+    if rank >= world:
+        raise ConfigError(f"torchrun environment: RANK={rank} is not below WORLD_SIZE={world}")
+    return rank, local, world
+
+
 def env_rank() -> int:
-    """This process's global rank as told by torchrun (0 outside torchrun)."""
-    return int(os.environ.get("RANK", "0"))
+    """This process's global rank (0 outside torchrun)."""
+    return torchrun_env()[0]
 
 
-def _resolve_device(device: str | torch.device | None, local_rank: int) -> torch.device:
-    dev = resolve_device(device, local_rank)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    return dev
+def world_size() -> int:
+    """The number of processes in the job (1 outside torchrun)."""
+    return torchrun_env()[2]
 
 
 def setup_distributed(
-    device: str | torch.device | None = None, timeout_s: float = 7200.0, backend: str | None = None
+    device: str | torch.device | None = None, timeout_s: float = DEFAULT_TIMEOUT_S, backend: str | None = None
 ) -> DistInfo:
-    """Join the torchrun process group if there is one (gloo on CPU, nccl on CUDA).
+    """This process's device, and the torchrun process group joined if there is one (gloo on CPU, nccl on CUDA).
 
     Args:
         device: "cpu", "cuda" or None (CUDA when available). Under torchrun, "cuda" means the GPU
             at LOCAL_RANK.
-        timeout_s: collective timeout (rank 0 validates while the others wait).
+        timeout_s: collective timeout.
         backend: force a backend (e.g. "gloo" for a job that exchanges only small Python objects).
+
+    Raises:
+        ConfigError: a bad device or torchrun environment.
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local = env_rank(), int(os.environ.get("LOCAL_RANK", "0"))
-    dev = _resolve_device(device, local)
+    rank, local, world = torchrun_env()
+    dev = resolve_device(device, local)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
     if world <= 1:
         return DistInfo(0, 0, 1, dev)
     if not dist.is_initialized():

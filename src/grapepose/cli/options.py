@@ -1,9 +1,11 @@
 """The flags every command spells the same way, and the parse-time checks of their values.
 
 Each shared flag is defined once here (`add_device`, `add_batch_size`, ...) so `--device`,
-`--batch-size`, `--workers`, `--out`, `--weights`, `--preset`, `--scales`, `--scene` and `--set`
-read the same on every command. Type functions reject a bad value while the command line is
-parsed, before any work, with one line such as `--batch-size must be >= 1, got 0`.
+`--batch-size`, `--workers` (processes), `--read-threads` (threads), `--out`, `--weights`, `--preset`,
+the test flags, `--scene` and `--set` read the same, and mean the same, on every command; the test
+flags reach the config one way (`flag_overrides`). Type functions reject a bad value while the
+command line is parsed, before any work, with one line such as `--batch-size must be >= 1, got 0`.
+The benchmarks (`grapepose.bench`) build their command lines from these helpers too.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
+
+from grapepose.limits import MAX_BASE_SIZE, MAX_MEGAPIXELS, MAX_TEST_SCALES, TEST_SCALE_RANGE
 
 __all__ = [
     "Parser", "int_range", "float_range", "device_name", "scale_values",
-    "add_device", "add_batch_size", "add_workers", "add_out", "add_weights", "add_preset", "add_scales",
-    "add_scene", "add_overrides", "add_deprecated", "SEED_MAX",
+    "add_device", "add_batch_size", "add_workers", "add_read_threads", "add_out", "add_weights", "add_preset",
+    "add_scales", "add_test_flags", "flag_overrides", "add_precision", "add_max_megapixels", "add_scene",
+    "add_overrides", "SEED_MAX",
 ]  # fmt: skip
 
 SEED_MAX = 2**32 - 1  # numpy and torch both take seeds in [0, 2**32)
@@ -108,42 +112,29 @@ def device_name(text: str) -> str | None:
 
 
 def scale_values(text: str) -> list[float]:
-    """An argparse `type` for one `--scales` word: `1`, or the older comma form `0.5,1,2`."""
-    parse = float_range(0.0, lo_open=True)
+    """An argparse `type` for one `--scales` word: `1`, or the comma form `0.5,1,2`, each in
+    `TEST_SCALE_RANGE` (the service's bound)."""
+    lo, hi = TEST_SCALE_RANGE
+    parse = float_range(lo, hi)
     parts = [p for p in text.split(",") if p.strip()]
     if not parts:
-        raise argparse.ArgumentTypeError(f"must be numbers > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be numbers in [{lo:g}, {hi:g}], got {text!r}")
     return [parse(p) for p in parts]
 
 
 class _Flatten(argparse.Action):
-    """Store the values of an `nargs='+'` option whose type returns lists, as one tuple."""
+    """Store the values of an `nargs='+'` option whose type returns lists, as one tuple (of at most `most`)."""
+
+    def __init__(self, *args: Any, most: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.most = most
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:  # fmt: skip
-        setattr(namespace, self.dest, tuple(v for group in values for v in group))
-
-
-class _Deprecated(argparse.Action):
-    """A hidden old spelling of a flag: warns, then stores like the new one."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, new: str = "", flatten: bool = False,
-                 **kwargs: Any) -> None:  # fmt: skip
-        super().__init__(option_strings, dest, **kwargs)
-        self.new, self.flatten = new, flatten
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:  # fmt: skip
-        print(f"{parser.prog}: warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
-        if self.flatten:
-            values = tuple(v for group in values for v in group)
-        setattr(namespace, self.dest, values)
-
-
-def add_deprecated(p: argparse.ArgumentParser, old: str, new: str, dest: str, **kwargs: Any) -> None:
-    """Accept `old` for one more release as a hidden alias of `new` (same `dest`), with a warning."""
-    p.add_argument(old, dest=dest, action=_Deprecated, new=new, help=argparse.SUPPRESS, default=argparse.SUPPRESS,
-                   **kwargs)  # fmt: skip
+        flat = tuple(v for group in values for v in group)
+        if self.most is not None and len(flat) > self.most:
+            parser.error(f"{option_string} takes at most {self.most} values, got {len(flat)}")
+        setattr(namespace, self.dest, flat)
 
 
 def add_device(p: argparse.ArgumentParser, default: str | None = None, extra: str = "") -> None:
@@ -153,18 +144,20 @@ def add_device(p: argparse.ArgumentParser, default: str | None = None, extra: st
                    help=f"cpu, cuda, cuda:N or auto (default: {shown}){extra}")  # fmt: skip
 
 
-def add_batch_size(p: argparse.ArgumentParser, default: int | None, help: str, dest: str = "batch_size",
-                   old: str | None = None) -> None:  # fmt: skip
-    """`--batch-size N` (N >= 1); `old` is a deprecated spelling still accepted."""
-    kind = int_range(1)
-    p.add_argument("--batch-size", dest=dest, type=kind, default=default, metavar="N", help=help)
-    if old:
-        add_deprecated(p, old, "--batch-size", dest, type=kind, metavar="N")
+def add_batch_size(p: argparse.ArgumentParser, default: int | None, help: str, dest: str = "batch_size") -> None:
+    """`--batch-size N` (N >= 1)."""
+    p.add_argument("--batch-size", dest=dest, type=int_range(1), default=default, metavar="N", help=help)
 
 
 def add_workers(p: argparse.ArgumentParser, default: int | None, help: str, lo: int = 0) -> None:
-    """`--workers N` (N >= lo)."""
+    """`--workers N` (N >= lo): worker processes (DataLoader workers, server or generator processes)."""
     p.add_argument("--workers", type=int_range(lo), default=default, metavar="N", help=help)
+
+
+def add_read_threads(p: argparse.ArgumentParser, default: int) -> None:
+    """`--read-threads N` (N >= 0): threads that read and decode images ahead of the model (0: read in turn)."""
+    p.add_argument("--read-threads", type=int_range(0), default=default, metavar="N",
+                   help=f"threads reading images ahead of the model (default {default})")  # fmt: skip
 
 
 def add_out(p: argparse.ArgumentParser, kind: str, help: str, default: Any = None, required: bool = False) -> None:
@@ -174,7 +167,8 @@ def add_out(p: argparse.ArgumentParser, kind: str, help: str, default: Any = Non
 
 
 def add_weights(p: argparse.ArgumentParser, help: str, default: str | None = None) -> None:
-    """`--weights W`: a model file (ours, the authors', `.onnx` where supported) or `demo`."""
+    """`--weights W`: a model file or `demo`; commands that run a model read it with
+    `PoseEstimator.from_pretrained` (also `.onnx` files and preset names)."""
     p.add_argument("--weights", default=default, metavar="W", help=help)
 
 
@@ -184,18 +178,68 @@ def add_preset(p: argparse.ArgumentParser, help: str, default: str | None = None
 
 
 def add_scales(p: argparse.ArgumentParser, help: str, default: Any = None) -> None:
-    """`--scales 0.5 1 2` (numbers > 0; the older `0.5,1,2` is accepted too)."""
-    p.add_argument("--scales", type=scale_values, nargs="+", action=_Flatten, default=default, metavar="S", help=help)
+    """`--scales 0.5 1 2`: at most `MAX_TEST_SCALES` numbers in `TEST_SCALE_RANGE` (the comma form `0.5,1,2` too)."""
+    p.add_argument("--scales", type=scale_values, nargs="+", action=_Flatten, most=MAX_TEST_SCALES, default=default,
+                   metavar="S", help=help)  # fmt: skip
 
 
-def add_scene(p: argparse.ArgumentParser, help: str, default: str | None = None,
-              old: str | None = None, required: bool = False) -> None:  # fmt: skip
+def add_test_flags(p: argparse.ArgumentParser, default: str) -> None:
+    """`--flip/--no-flip`, `--scales S [S ...]`, `--base-size N`: the test procedure (see `flag_overrides`)."""
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"flip test (default: {default})")  # fmt: skip
+    add_scales(p, f"test scales, e.g. 0.5 1 2 (default: {default})")
+    p.add_argument("--base-size", type=int_range(1, MAX_BASE_SIZE), metavar="N",
+                   help=f"short side at scale 1, at most {MAX_BASE_SIZE} (default: {default})")  # fmt: skip
+
+
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """The `section.key=value` overrides that a command's config flags stand for, in the order they apply.
+
+    `--set` values first, then the settings of `--mode` (`grapepose.config.TEST_MODES`), then `--flip`,
+    `--scales`, `--base-size` and `--precision` (`args.dtype`); each command has some of these flags.
+    Values are written as JSON (which YAML reads), so `apply_overrides` gets back exactly the parsed
+    flag values.
+    """
+    import json
+
+    from grapepose.config import TEST_MODES
+
+    mode = getattr(args, "mode", None)
+    changes: dict[str, Any] = dict(TEST_MODES[mode]) if mode else {}
+    for key in ("flip", "scales", "base_size", "dtype"):
+        value = getattr(args, key, None)
+        if value is not None:
+            changes[key] = value
+    return [*getattr(args, "overrides", ()), *(f"test.{key}={json.dumps(value)}" for key, value in changes.items())]
+
+
+def add_precision(p: argparse.ArgumentParser, default: str | None = None, shown: str = "the config's test.dtype, "
+                  "auto") -> None:  # fmt: skip
+    """`--precision auto|fp32|bf16|fp16|int8`, stored as `args.dtype` (`flag_overrides` writes it to `test.dtype`).
+
+    What each runs on, and what `auto` picks, is `grapepose.inference.precision`. `--dtype` is a
+    hidden older spelling.
+    """
+    from grapepose.config import PRECISIONS
+
+    p.add_argument("--precision", dest="dtype", choices=PRECISIONS, default=default,
+                   help=f"network precision: fp32; bf16 (CUDA, or a CPU with avx512_bf16/amx_bf16, via OpenVINO); "
+                   f"fp16 (CUDA); int8 (CPU with VNNI, via OpenVINO); auto: the fastest this machine supports "
+                   f"(default: {shown})")  # fmt: skip
+    p.add_argument("--dtype", dest="dtype", choices=PRECISIONS, help=argparse.SUPPRESS)
+
+
+def add_max_megapixels(p: argparse.ArgumentParser, help: str) -> None:
+    """`--max-megapixels M`: refuse decoded images above M megapixels (default `MAX_MEGAPIXELS`)."""
+    p.add_argument("--max-megapixels", type=float_range(0.0, lo_open=True), default=MAX_MEGAPIXELS, metavar="M",
+                   help=f"{help} (default {MAX_MEGAPIXELS:g})")  # fmt: skip
+
+
+def add_scene(p: argparse.ArgumentParser, help: str, default: str | None = None, required: bool = False) -> None:
     """`--scene sparse|crowd|hard`: the kind of synthetic scene (not a model preset)."""
     from grapepose.synth.scene import PRESETS as SCENES
 
     p.add_argument("--scene", choices=SCENES, default=default, required=required, help=help)
-    if old:
-        add_deprecated(p, old, "--scene", "scene", choices=SCENES, metavar="SCENE")
 
 
 def add_overrides(p: argparse.ArgumentParser, example: str) -> None:
