@@ -56,7 +56,7 @@ def test_missing_or_corrupt_demo_weights_are_one_line(tmp_path, monkeypatch, cap
 def test_demo_command_says_what_the_model_is_and_prints_its_ap(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--num-synthetic", "2", "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "model: the bundled demo model (" in out and "trained on synthetic" in out
+    assert "model: the bundled demo model, coco_w18s" in out and "trained on synthetic" in out
     assert "not a real-photo model" in out and "held-out AP on synthetic scenes: sparse AP 0." in out
     assert "synthetic crowd: 2 images, " in out and " against their ground truth" in out
     assert "| demo model on synthetic crowd |" in out

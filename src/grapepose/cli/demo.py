@@ -36,7 +36,7 @@ def _describe(weights: str, info: dict[str, object]) -> str:
     held = info.get("heldout_ap")
     aps = ", ".join(f"{k} AP {v:.3f}" for k, v in held.items()) if isinstance(held, dict) else "not recorded"
     return (
-        f"model: the bundled demo model ({info.get('preset', '?')}), trained on {info.get('trained_on', '?')}.\n"
+        f"model: the bundled demo model, {info.get('preset', '?')}, trained on {info.get('trained_on', '?')}.\n"
         "       It is a demonstration of the pipeline, not a real-photo model: expect it to find few people\n"
         "       in real photos. For real photos use the authors' CrowdPose checkpoint (docs/MODELS.md) or a\n"
         f"       GPU training run (docs/TRAINING.md). Its held-out AP on synthetic scenes: {aps}."
