@@ -1,13 +1,20 @@
-from pathlib import Path
+import os
 
-import cv2
-import pytest
-import torch
-from torch import nn
+# The CLI's default (grapepose.cli.main.passive_openmp_waits), set here because torch reads it when it
+# loads, before any test calls `main`: spinning OpenMP threads on a shared CI machine multiply a test's time.
+if "GOMP_SPINCOUNT" not in os.environ:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from grapepose.config import load_config
-from grapepose.io.files import normalize_images, read_image
-from grapepose.models import build_model, save_model
+from pathlib import Path  # noqa: E402 (after the environment above)
+
+import cv2  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from grapepose.config import load_config  # noqa: E402
+from grapepose.io.files import normalize_images, read_image  # noqa: E402
+from grapepose.models import build_model, save_model  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
