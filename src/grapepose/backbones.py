@@ -74,5 +74,5 @@ def stage1_blocks_of(keys: Mapping[str, object] | list[str], prefix: str = "back
     """How many `layer1.N.` blocks a state dict holds (None when it has no `layer1`)."""
     start = f"{prefix}layer1."
     seen = {k[len(start) :].split(".", 1)[0] for k in keys if k.startswith(start)}
-    idx = [int(s) for s in seen if s.isdigit()]
+    idx = [int(s) for s in seen if s.isascii() and s.isdigit()]
     return max(idx) + 1 if idx else None

@@ -27,6 +27,7 @@ from grapepose._config_yaml import load_yaml, read_config_yaml
 from grapepose.backbones import BACKBONES
 from grapepose.errors import ConfigError, DataError
 from grapepose.keypoints import DEFAULT_SIGMA, KeypointSpec, builtin_spec, flip_index_from_names, resolve_keypoint_spec
+from grapepose.limits import MAX_BASE_SIZE, MAX_TEST_SCALES, TEST_SCALE_RANGE
 
 __all__ = [
     "Config", "ModelConfig", "DataConfig", "TestConfig", "TrainConfig",
@@ -141,6 +142,14 @@ class TestConfig:
         if not self.scales:
             raise ConfigError("test.scales must list at least one scale > 0, got []")
         check_section("test", self)
+        # The bounds of `--scales` and `--base-size` (grapepose.limits), here so that `--set`, YAML files
+        # and the Python API cannot ask for a network input of a different order of memory.
+        low, high = TEST_SCALE_RANGE
+        if len(self.scales) > MAX_TEST_SCALES or not all(low <= s <= high for s in self.scales):
+            raise ConfigError(f"test.scales must list 1 to {MAX_TEST_SCALES} scales from {low:g} to {high:g}, "
+                              f"got {quote_value(list(self.scales))}")  # fmt: skip
+        if not 1 <= self.base_size <= MAX_BASE_SIZE:
+            raise ConfigError(f"test.base_size must be from 1 to {MAX_BASE_SIZE}, got {self.base_size}")
 
 
 @dataclass(frozen=True)

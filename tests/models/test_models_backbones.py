@@ -84,3 +84,9 @@ def test_w18s_round_trip(w18s, file, tmp_path, capsys, monkeypatch):
     est = PoseEstimator.from_pretrained(path, device="cpu", overrides=["test.base_size=64", "test.flip=false"])
     people = est.predict([np.zeros((64, 64, 3), np.uint8)])[0]
     assert people.keypoints.shape[1:] == (17, 3)
+
+
+def test_block_indices_are_ascii_digits_only():
+    """A key such as `layer1.².conv` (str.isdigit is true for '²', int() refuses it) is not a block index."""
+    keys = ["backbone.hrnet.layer1.0.conv1.weight", "backbone.hrnet.layer1.\u00b2.conv1.weight"]
+    assert stage1_blocks_of(keys) == 1

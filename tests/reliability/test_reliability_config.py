@@ -29,6 +29,10 @@ FAULTS = {
     "data.input_size=100": "data.input_size must be a positive multiple of 64, got 100",
     "model.dropout=1": "model.dropout must be in [0, 1), got 1.0",
     "test.scales=[0.5,-1]": "test.scales must be > 0, got [0.5, -1.0]",
+    # the bounds of --scales and --base-size hold for --set, YAML and the API too (grapepose.limits)
+    "test.scales=[100]": "test.scales must list 1 to 3 scales from 0.25 to 2, got [100.0]",
+    "test.scales=[0.5,1,1.5,2]": "test.scales must list 1 to 3 scales from 0.25 to 2, got [0.5, 1.0, 1.5, 2.0]",
+    "test.base_size=100000": "test.base_size must be from 1 to 2048, got 100000",
     "test.center_threshold=1.5": "test.center_threshold must be in [0, 1], got 1.5",
     "test.center_pool_kernel=4": "test.center_pool_kernel must be 0 or an odd number, got 4",
     "test.max_people=0": "test.max_people must be >= 1, got 0",

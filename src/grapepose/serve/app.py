@@ -97,7 +97,7 @@ async def _read_body(request: Request, limit: int, limit_mb: float, timeout: flo
     and (408, connection closed) when it has not all arrived `timeout` seconds after this call."""
     too_large = HTTPError(413, f"request body exceeds the {limit_mb:g} MB limit (--max-image-mb)")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise too_large
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -179,7 +179,7 @@ def _remove_unfinished(out: Path) -> None:
     prefix = f".{out.name}.synth-"
     for path in out.parent.glob(f"{glob.escape(prefix)}*"):
         host, _, rest = path.name[len(prefix) :].rpartition("-")[0].rpartition("-")
-        if not (path.is_dir() and host and rest.isdigit()) or process_alive(int(rest), host):
+        if not (path.is_dir() and host and rest.isascii() and rest.isdigit()) or process_alive(int(rest), host):
             continue
         shutil.rmtree(path, ignore_errors=True)
         log.warning("removed %s, the unfinished folder of an interrupted run (process %s)", path, rest)
