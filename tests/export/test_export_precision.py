@@ -20,6 +20,8 @@ from grapepose.errors import ConfigError, DataError
 from grapepose.inference import precision as prec
 from grapepose.models import GrapeOutput
 
+pytestmark = pytest.mark.openvino  # run in a process of their own by ./dev test (pyproject markers)
+
 pytest.importorskip("openvino")
 pytest.importorskip("onnxruntime")
 needs_bf16 = pytest.mark.skipif(not prec.cpu_supports("bf16"), reason="needs a CPU with bf16 instructions")
