@@ -80,12 +80,17 @@ def test_ctrl_c_from_another_process_leaves_nothing(tmp_path):
     out = tmp_path / "ds"
     env = dict(os.environ, PYTHONPATH=str(SRC))
     argv = [sys.executable, "-m", "grapepose", *_synth(out)]
-    argv[argv.index("2")] = "500"  # long enough to be interrupted midway
+    # Far more images than it can make before the signal comes (500 once finished first, exit 0).
+    argv[argv.index("2")] = "1000000"
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list(tmp_path.glob(".ds.synth-*/images/*.png")):
-        time.sleep(0.05)
-    assert list(tmp_path.glob(".ds.synth-*/images/*.png")), "synth wrote no image in time"
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not list(tmp_path.glob(".ds.synth-*/images/*.png")):
+            time.sleep(0.05)
+        assert list(tmp_path.glob(".ds.synth-*/images/*.png")), "synth wrote no image in time"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        proc.kill()
+        proc.wait()
     assert list(tmp_path.iterdir()) == []
