@@ -82,7 +82,10 @@ def test_ctrl_c_from_another_process_leaves_nothing(tmp_path):
     argv = [sys.executable, "-m", "grapepose", *_synth(out)]
     # Far more images than it can make before the signal comes (500 once finished first, exit 0).
     argv[argv.index("2")] = "1000000"
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Ctrl-C as in a terminal, also when this process was started with SIGINT ignored (a background job
+    # of a script): an ignored SIGINT is inherited, and Python then raises no KeyboardInterrupt.
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not list(tmp_path.glob(".ds.synth-*/images/*.png")):
