@@ -71,7 +71,7 @@ class PoseEstimator:
         self, model: nn.Module, config: Config | None = None, device: str | torch.device | None = None,
         batch_size: int = 8, max_megapixels: float = MAX_MEGAPIXELS,
     ) -> None:  # fmt: skip
-        from grapepose.inference import Predictor
+        from grapepose.inference.predictor import Predictor
 
         config = config if config is not None else getattr(model, "config", None)
         if config is None:

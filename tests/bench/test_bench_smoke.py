@@ -1,5 +1,6 @@
 """Every `grapepose bench` topic runs at a tiny size and prints one JSON line of figures."""
 
+import importlib
 import json
 
 import pytest
@@ -8,7 +9,7 @@ from grapepose.cli.main import main
 
 TINY = {
     "forward": ["--preset", "crowdpose_w18", "--size", "128", "--iters", "1", "--warmup", "0", "--device", "cpu"],
-    "targets": ["--people", "3", "--grid", "32", "--iters", "3", "--oracle-iters", "1"],
+    "targets": ["--people", "3", "--grid", "32", "--iters", "3"],
     "loader": ["--workers", "0", "--size", "128", "--batch-size", "2", "--batches", "1"],
     "decode": ["--people", "3", "--grid", "64", "--iters", "1", "--device", "cpu"],
     "predict": ["--preset", "crowdpose_w18", "--size", "128", "--iters", "1", "--no-flip", "--device", "cpu"],
@@ -30,21 +31,17 @@ def test_bench_prints_one_json_line(topic, capsys, shared_data):
     assert figures["bench"] == topic and figures[RATE[topic]]
 
 
-@pytest.mark.parametrize("block,warm,calls_made", [("1", [], 7), ("3", ["--warm", "1"], 9), ("4", [], 12)])
-def test_bench_decode_compares_with_the_old_decoder(block, warm, calls_made, capsys, monkeypatch):
-    import grapepose.testing.reference_decode as old
-
+@pytest.mark.parametrize("flip", ["--flip", "--no-flip"])
+def test_bench_decode_finds_every_planted_person(flip, capsys, monkeypatch):
+    module = importlib.import_module("grapepose.inference.decode")
     calls = []
-    real = old.reference_decode
-    monkeypatch.setattr(old, "reference_decode", lambda *a, **k: calls.append(1) or real(*a, **k))
-    args = ["bench", "decode", "--people", "2", "--grid", "32", "--iters", "5", "--compare-old", "--block", block,
-            *warm]  # fmt: skip
+    real = module.decode
+    monkeypatch.setattr(module, "decode", lambda *a, **k: calls.append(1) or real(*a, **k))
+    args = ["bench", "decode", "--people", "0", "--people", "4", "--people", "9", "--grid", "48", "--iters", "5", flip]
     assert main(args) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert figures["old_ms_per_image"]["2"] > 0 and figures["speedup"]["2"] > 0
-    # call by call: 2 warm-up rounds + 5 timed; blocks of 3 with one untimed: 2 timed per block, 3 blocks;
-    # blocks of 4 with the default two untimed: 2 timed per block, 3 blocks
-    assert len(calls) == calls_made
+    assert figures["people_found"] == {"0": 0, "4": 4, "9": 9}
+    assert len(calls) == 3 * (2 + 5)  # per count of people: 2 warm-up calls, then the timed ones
 
 
 @pytest.mark.parametrize("flag,heap", [(None, "retained"), ("--system-malloc", "system"), ("--baseline", "system")])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from oracles.reference_targets import reference_targets
+
 from grapepose.data import Targets, build_targets, person_areas, person_centers
-from grapepose.testing.reference_targets import reference_targets
 
 H, W, K = 24, 32, 6  # small, non-square grid so rows/columns cannot be mixed up
 KW = {"sigma": 1.5, "center_sigma": 3.5, "bg_weight": 0.1, "offset_radius": 3, "visibility_radius": 2}

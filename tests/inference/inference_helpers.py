@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from oracles.planted import plant_outputs
 from torch import nn
 
 from grapepose.config import Config, ModelConfig
 from grapepose.io.files import IMAGENET_MEAN, IMAGENET_STD
-from grapepose.testing.planted import plant_outputs
 from grapepose.keypoints import KeypointSpec
 
 # An upright CrowdPose person facing the camera (their left = image right) in a 640x425 image.

@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from people_matching import assert_same_people
 
 from grapepose.config import TestConfig as Cfg
-from grapepose.inference import PoseMaps, decode, merge_flip, to_pose_maps, upsample_maps
-from grapepose.inference.centers import max_filter
-from grapepose.inference.maps import sample_upsampled
-from grapepose.testing.planted import plant_outputs, random_people
+from oracles.dense_maps import merge_flip, sample_upsampled, to_pose_maps
+from oracles.planted import plant_outputs, random_people
+from people_matching import assert_same_people
+
+from grapepose.inference.decode import decode
+from grapepose.inference.decode.centers import max_filter
+from grapepose.inference.decode.reader import PoseMaps, upsample_maps
 from grapepose.keypoints import COCO_KEYPOINTS, CROWDPOSE_KEYPOINTS
 
 SPEC = CROWDPOSE_KEYPOINTS

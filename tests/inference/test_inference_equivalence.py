@@ -1,6 +1,6 @@
 """The fast decoder against the decoder it replaced (full-resolution maps) and its building blocks.
 
-`grapepose.testing.reference_decode` is the previous decoder, unchanged: the fast one must find the
+`oracles.reference_decode` is the previous decoder, unchanged: the fast one must find the
 same people with joints within 0.01 px, on planted scenes and on real network outputs, with flip
 and multi-scale. The loop oracle (test_inference_oracle.py) checks both against docs/DESIGN.md (Decoding).
 """
@@ -12,16 +12,17 @@ import pytest
 import torch
 
 from grapepose.config import TestConfig as Cfg
+from oracles.dense_maps import map_windows, merge_flip
+from oracles.planted import plant_outputs, random_people
+from oracles.reference_decode import reference_decode
+
+from grapepose.inference.decode import decode
+from grapepose.inference.decode.peaks import heatmap_peaks, lattice_peaks, lattice_step
+from grapepose.inference.decode.reader import ScaleReader, probabilities, upsample_maps
+from grapepose.inference.preprocess import flip_shift, image_transform, warp_image
 from grapepose.io.files import normalize_images, read_image
-from grapepose.inference import decode, flip_shift, image_transform, merge_flip, upsample_maps, warp_image
-from grapepose.inference.maps import probabilities
-from grapepose.inference.peaks import lattice_peaks, lattice_step
-from grapepose.inference.points import ScaleReader
-from grapepose.inference.refine import heatmap_peaks, map_windows
 from grapepose.keypoints import CROWDPOSE_KEYPOINTS
 from grapepose.models import load_model
-from grapepose.testing.planted import plant_outputs, random_people
-from grapepose.testing.reference_decode import reference_decode
 
 SPEC = CROWDPOSE_KEYPOINTS
 K = SPEC.num_keypoints
@@ -211,7 +212,7 @@ def _out(heat: torch.Tensor):
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 5), (4, 1), (2, 2), (2, 7), (6, 9)])
 def test_axial_max_is_the_largest_of_the_four_neighbours(shape):
-    from grapepose.inference.peaks import _axial_max
+    from grapepose.inference.decode.peaks import _axial_max
 
     v = torch.rand(2, 3, *shape, generator=torch.Generator().manual_seed(sum(shape)))
     p = torch.nn.functional.pad(v, (1, 1, 1, 1), value=-torch.inf)
@@ -231,8 +232,9 @@ def test_reader_values_equal_the_upsampled_merged_maps():
     g = torch.Generator().manual_seed(0)
     px, py = torch.randint(0, size[1], (1, 40, K), generator=g), torch.randint(0, size[0], (1, 40, K), generator=g)
     ch = torch.arange(K)
-    torch.testing.assert_close(reader.heat_pixels(ch, px, py), full[0][ch, py[0], px[0]][None], atol=1e-6, rtol=0)
-    torch.testing.assert_close(reader.vis_pixels(ch, px, py), vis[0][ch, py[0], px[0]][None], atol=1e-6, rtol=0)
+    heat_at, vis_at = reader.pixels(ch, px, py, visibility=True)
+    torch.testing.assert_close(heat_at, full[0][ch, py[0], px[0]][None], atol=1e-6, rtol=0)
+    torch.testing.assert_close(vis_at, vis[0][ch, py[0], px[0]][None], atol=1e-6, rtol=0)
     centers = torch.stack([px, py], -1)[:, :6]  # [1, 6, K, 2], some near the borders
     centers[0, 0] = 0
     torch.testing.assert_close(reader.heat_windows(centers, 6), map_windows(full)(centers, 6), atol=1e-6, rtol=0)

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 from inference_helpers import PERSON_640x425, BlobModel, draw_person
+from oracles.planted import plant_outputs, random_people
+from oracles.reference_decode import reference_decode
 
 from grapepose.config import TestConfig as Cfg
-from grapepose.inference import Poses, Predictor, decode
+from grapepose.inference import Poses, Predictor
+from grapepose.inference.decode import decode
 from grapepose.keypoints import CROWDPOSE_KEYPOINTS
-from grapepose.testing.planted import plant_outputs, random_people
-from grapepose.testing.reference_decode import reference_decode
 
 SPEC = CROWDPOSE_KEYPOINTS
 K = SPEC.num_keypoints

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from oracles.dense_maps import merge_flip, to_pose_maps
+from oracles.planted import plant_outputs, random_people
+
 from grapepose.config import TestConfig as Cfg
-from grapepose.inference import decode, merge_flip, to_pose_maps
-from grapepose.inference.nms import pose_nms
-from grapepose.testing.planted import plant_outputs, random_people
+from grapepose.inference.decode import decode
+from grapepose.inference.decode.nms import pose_nms
 from grapepose.keypoints import CROWDPOSE_KEYPOINTS
 
 SPEC = CROWDPOSE_KEYPOINTS

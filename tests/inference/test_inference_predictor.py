@@ -15,8 +15,9 @@ from PIL import Image
 from grapepose.config import TestConfig as Cfg
 from grapepose.errors import DataError, GrapeposeError
 from grapepose.evaluation import read_image_as_stored
-from grapepose.inference import Poses, Predictor, resolve_dtype
+from grapepose.inference import Poses, Predictor
 from grapepose.keypoints import CROWDPOSE_KEYPOINTS
+from grapepose.utils.device import resolve_dtype
 
 SPEC = CROWDPOSE_KEYPOINTS
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from grapepose.errors import DataError
-from grapepose.inference import flip_shift, image_transform, warp_image
+from grapepose.inference.preprocess import flip_shift, image_transform, warp_image
 
 SHAPES = [(425, 640), (640, 425), (333, 500), (1000, 665), (7, 3), (512, 512), (1, 1)]
 

@@ -2,9 +2,10 @@
 
 import pytest
 import torch
+from oracles.dense_maps import map_windows
 
-from grapepose.inference.peaks import _BLOCK, _block_topk
-from grapepose.inference.refine import fit_gaussians, heatmap_peaks, rank_peaks
+from grapepose.inference.decode.peaks import _BLOCK, _block_topk, heatmap_peaks, rank_peaks
+from grapepose.inference.decode.refine import fit_gaussians
 
 
 def _peak(h: int, w: int, x: float, y: float, sigma: float) -> torch.Tensor:
@@ -15,7 +16,8 @@ def _peak(h: int, w: int, x: float, y: float, sigma: float) -> torch.Tensor:
 def test_fit_finds_subpixel_peak_and_follows_it_out_of_the_window():
     heat = _peak(64, 64, 30.3, 28.6, 8.0)
     coords = torch.tensor([[[[31.0, 29.0]], [[40.0, 28.6]]]])  # [B=1, N=2, K=1, 2]
-    out = fit_gaussians(heat, coords, torch.ones(1, 2, 1, dtype=torch.bool), window=6, sigma=2.0, iterations=30)
+    out = fit_gaussians(map_windows(heat), coords, torch.ones(1, 2, 1, dtype=torch.bool), heat.shape[2:], window=6,
+                        sigma=2.0, iterations=30)  # fmt: skip
     assert torch.allclose(out[0, 0, 0], torch.tensor([30.3, 28.6]), atol=0.05)
     # 9.7 px away (outside the ±6 window) the fit still converges onto the peak, as curve_fit does
     assert torch.allclose(out[0, 1, 0], torch.tensor([30.3, 28.6]), atol=0.5)
@@ -24,10 +26,12 @@ def test_fit_finds_subpixel_peak_and_follows_it_out_of_the_window():
 def test_unselected_and_empty_inputs_are_untouched():
     heat = _peak(32, 32, 10.0, 12.0, 2.0)
     coords = torch.tensor([[[[11.0, 12.0]]]])
-    same = fit_gaussians(heat, coords, torch.zeros(1, 1, 1, dtype=torch.bool), window=6, sigma=2.0, iterations=30)
+    same = fit_gaussians(map_windows(heat), coords, torch.zeros(1, 1, 1, dtype=torch.bool), heat.shape[2:], window=6,
+                         sigma=2.0, iterations=30)  # fmt: skip
     assert torch.equal(same, coords)
     empty = torch.zeros(1, 0, 1, 2)
-    assert fit_gaussians(heat, empty, torch.zeros(1, 0, 1, dtype=torch.bool), window=6, sigma=2.0, iterations=30).shape == (1, 0, 1, 2)
+    assert fit_gaussians(map_windows(heat), empty, torch.zeros(1, 0, 1, dtype=torch.bool), heat.shape[2:], window=6,
+                         sigma=2.0, iterations=30).shape == (1, 0, 1, 2)  # fmt: skip
 
 
 def test_rank_peaks_orders_equal_scores_by_pixel():

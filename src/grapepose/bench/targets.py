@@ -1,4 +1,4 @@
-"""`grapepose bench targets`: training-target generation ms/image, vectorised vs the loop oracle."""
+"""`grapepose bench targets`: training-target generation ms/image (`build_targets`)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--people", type=opt.int_range(0), default=15, help="people per image")
     p.add_argument("--grid", type=opt.int_range(1), default=128, help="output grid side")
     p.add_argument("--keypoints", type=opt.int_range(1), default=14, help="keypoint types K")
-    p.add_argument("--iters", type=opt.int_range(1), default=200, help="images for the vectorised version")
-    p.add_argument("--oracle-iters", type=opt.int_range(0), default=5,
-                   help="images for the loop oracle (slow); 0 skips it")
+    p.add_argument("--iters", type=opt.int_range(1), default=200, help="images timed")
     p.add_argument("--seed", type=opt.int_range(0, opt.SEED_MAX), default=0, help="scene seed")
 
 
@@ -39,7 +37,6 @@ def _median_ms(fn: Any, scenes: list[np.ndarray], warmup: int = 0) -> float:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from grapepose.testing.reference_targets import reference_targets
     from grapepose.data.targets import build_targets
 
     rng = np.random.default_rng(args.seed)
@@ -48,8 +45,4 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     scenes = [random_scene(rng, args.people, args.keypoints, g) for _ in range(max(args.iters, 1))]
     out: dict[str, Any] = {"people": args.people, "grid": g, "keypoints": args.keypoints, "iters": len(scenes)}
     out["ms_per_image"] = round(_median_ms(lambda s: build_targets(s, (g, g), **kw), scenes, warmup=5), 3)
-    if args.oracle_iters > 0:
-        oracle = _median_ms(lambda s: reference_targets(s, (g, g), **kw), scenes[: args.oracle_iters])
-        out["oracle_ms_per_image"] = round(oracle, 2)
-        out["speedup"] = round(oracle / out["ms_per_image"], 1)
     return out

@@ -12,7 +12,7 @@ import json
 
 TOPICS: dict[str, str] = {
     "forward": "network forward time and peak memory (random weights)",
-    "targets": "training-target generation ms/image, vectorized vs loop oracle",
+    "targets": "training-target generation ms/image",
     "loader": "training DataLoader images/s",
     "decode": "decoding ms/image for planted people",
     "predict": "end-to-end predictor images/s",

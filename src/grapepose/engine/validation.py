@@ -25,7 +25,7 @@ def validate(model: nn.Module, cfg: Config, source: Any, device: torch.device, p
     eval mode; the caller switches it back to training.
     """
     from grapepose.evaluation import evaluate_results
-    from grapepose.inference import Predictor
+    from grapepose.inference.predictor import Predictor
 
     ann = getattr(source, "ann_path", None) or cfg.data.val_ann
     if not ann:

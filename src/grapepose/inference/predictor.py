@@ -26,9 +26,9 @@ from grapepose.inference.result import Poses
 from grapepose.io.files import normalize_images, read_image
 from grapepose.keypoints import KeypointSpec, keypoint_spec
 from grapepose.limits import MAX_MEGAPIXELS
-from grapepose.utils.device import resolve_device, resolve_dtype  # resolve_dtype re-exported for old imports
+from grapepose.utils.device import resolve_device
 
-__all__ = ["Predictor", "ImageInput", "READ_AHEAD_BYTES", "resolve_dtype", "model_keypoint_spec"]
+__all__ = ["Predictor", "ImageInput", "READ_AHEAD_BYTES", "model_keypoint_spec"]
 
 log = logging.getLogger(__name__)
 

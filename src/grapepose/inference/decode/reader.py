@@ -1,12 +1,13 @@
-"""One test scale's outputs read at given cells and pixels, without building upsampled maps.
+"""One test scale's outputs, flip-merged and upsampled, read where decoding needs them.
 
 Decoding reads the flip-merged maps at a few thousand places (centre cells, proposal joints,
 fitting windows, peak candidates) and the upsampled maps at pixels. Both are linear in the grid
 values, so `ScaleReader` computes them where they are read: a flip-merged offset or visibility is
 the mean of the plain output at a cell and of the mirrored output at the mirrored cell with
-left/right channels swapped (`maps.merge_flip`), and an upsampled value is the bilinear mix of
-four merged cells (`maps.upsample_maps`: cell i lands on pixel `factor * i`, replicated after the
-last valid cell). Only the heatmaps are merged densely, once: they are also read densely.
+left/right channels swapped, and an upsampled value is the bilinear mix of four merged cells (cell
+i lands on pixel `factor * i`, replicated after the last valid cell: `upsample_maps`). Only the
+heatmaps are merged densely, once: they are also read densely. The dense forms of the merge and of
+the reads are the tests' oracles (tests/oracles/dense_maps.py).
 """
 
 from __future__ import annotations
@@ -14,13 +15,94 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 
-from grapepose.inference.maps import PoseMaps, probabilities, valid_cells
+__all__ = ["PoseMaps", "ScaleReader", "probabilities", "upsample_maps", "valid_cells"]
 
-__all__ = ["ScaleReader"]
+
+class PoseMaps(NamedTuple):
+    """One test scale's outputs already in decoding form (float32, flip-merged when flip test is on).
+
+    Attributes:
+        heatmaps: `[B, K+1, h, w]` raw keypoint heatmaps, last channel = person centres.
+        poses: `[B, K, 2, h, w]` pose field in grid units: joint k of the person centred at a cell.
+        visibility: `[B, K, h, w]` visibility probabilities (after sigmoid), or None.
+    """
+
+    heatmaps: torch.Tensor
+    poses: torch.Tensor
+    visibility: torch.Tensor | None
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """sigmoid(`logits`) in float32, with the same arithmetic at every position of the tensor.
+
+    On the CPU `torch.sigmoid` computes the elements after the last whole vector register apart,
+    which changes the last bit of a few percent of them: an image's visibility would depend on its
+    place in the batch. `exp` is vectorised to the end of the tensor; `+ 1` and `1 / x` are exact.
+    """
+    return torch.exp(-logits.float()).add_(1.0).reciprocal_()
+
+
+def valid_cells(n_in: int, n_out: int, factor: float) -> int:
+    """Grid cells that map inside an output of `n_out` px (the rest is canvas padding)."""
+    return min(n_in, max(1, math.ceil(n_out / factor - 1e-6)))
+
+
+def _axis_cells(p: torch.Tensor, factor: float, int_factor: int, n_cells: int, n_valid: int) -> tuple[
+    torch.Tensor, torch.Tensor, torch.Tensor
+]:
+    """Cells `i0, i1` and weight of `i1` of the upsampled map at integer pixels `p` along one axis.
+
+    `int_factor`: `factor` when it is a whole number (then exact integer arithmetic), else 0.
+    """
+    if int_factor:
+        pc = p.clamp(max=int_factor * (n_valid - 1))
+        i0 = torch.div(pc, int_factor, rounding_mode="floor")
+        frac = (pc - i0 * int_factor).float() * (1.0 / int_factor)
+    else:
+        src = (p.double() / factor).clamp(max=n_valid - 1).float()
+        i0 = src.floor().long().clamp(0, n_cells - 1)
+        frac = src - i0.float()
+    return i0, (i0 + 1).clamp(max=n_cells - 1), frac
+
+
+def upsample_maps(maps: torch.Tensor, factor: float, size: tuple[int, int]) -> torch.Tensor:
+    """Upsample grid maps so that cell i lands on pixel `factor * i` (reference `up_interpolate`).
+
+    Bilinear (align_corners) between cells, replicated past the last valid cell. For an integer
+    factor with `size == factor * grid` this is exactly the reference: interpolate to
+    `size - factor + 1`, then replicate-pad by `factor - 1`. Cells beyond `size / factor` (padding
+    of the network canvas) are never read. Decoding builds these only for scales off the integer
+    lattice (`peaks.lattice_step`); elsewhere `ScaleReader` reads them where needed.
+
+    Args:
+        maps: `[B, C, h, w]`.
+        factor: input pixels per cell (4 / test scale).
+        size: output `(H, W)`.
+
+    Returns:
+        `[B, C, H, W]` float32.
+    """
+    b, c, h, w = maps.shape
+    out_h, out_w = size
+    if b * c == 0:
+        return maps.new_zeros((b, c, out_h, out_w), dtype=torch.float32)
+    maps = maps.float()
+    f_int = round(factor)
+    if abs(factor - f_int) < 1e-9 and f_int * h == out_h and f_int * w == out_w:
+        if f_int == 1:
+            return maps
+        up = F.interpolate(maps, size=(out_h - f_int + 1, out_w - f_int + 1), mode="bilinear", align_corners=True)
+        return F.pad(up, (0, f_int - 1, 0, f_int - 1), mode="replicate")
+    dev = maps.device
+    y0, y1, wy = _axis_cells(torch.arange(out_h, device=dev), factor, 0, h, valid_cells(h, out_h, factor))
+    x0, x1, wx = _axis_cells(torch.arange(out_w, device=dev), factor, 0, w, valid_cells(w, out_w, factor))
+    rows = maps[:, :, y0] * (1 - wy)[:, None] + maps[:, :, y1] * wy[:, None]  # [B, C, H, w]
+    return rows[..., x0] * (1 - wx) + rows[..., x1] * wx
 
 
 def _gather(maps: torch.Tensor, channel: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -157,7 +239,7 @@ class ScaleReader:
             px, py = _gather(field, 2 * ch, y, x), _gather(field, 2 * ch + 1, y, x)
             return torch.stack([px, py], -1).permute(0, 2, 1, 3)
         assert self.offsets is not None
-        px = x.float() - _gather(self.offsets, 2 * ch, y, x)  # as maps.pose_field: cell - offset
+        px = x.float() - _gather(self.offsets, 2 * ch, y, x)  # the pose field: cell - offset
         py = y.float() - _gather(self.offsets, 2 * ch + 1, y, x)
         if self.mirror is not None and self.perm is not None:
             off_f, xm = self.mirror[1], w - 1 - x
@@ -167,24 +249,11 @@ class ScaleReader:
         return torch.stack([px, py], -1).permute(0, 2, 1, 3)  # [B, M, K, 2]
 
     # ------------------------------------------------------------------ values of the upsampled maps
-    def _axis_cells(self, p: torch.Tensor, n_cells: int, n_valid: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Cells `i0, i1` and weight of `i1` for integer pixels `p` along one axis (`maps._linear_weights`)."""
-        if self.int_factor:
-            f = self.int_factor
-            pc = p.clamp(max=f * (n_valid - 1))
-            i0 = torch.div(pc, f, rounding_mode="floor")
-            frac = (pc - i0 * f).float() * (1.0 / f)
-        else:
-            src = (p.double() / self.factor).clamp(max=n_valid - 1).float()
-            i0 = src.floor().long().clamp(0, n_cells - 1)
-            frac = src - i0.float()
-        return i0, (i0 + 1).clamp(max=n_cells - 1), frac
-
     def _corners(self, px: torch.Tensor, py: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Cells and weights of the bilinear mix at integer pixels, as `maps.sample_upsampled`."""
+        """Cells and weights of the bilinear mix of `upsample_maps` at integer pixels."""
         _, h, w = self.shape
-        x0, x1, ax = self._axis_cells(px, w, self.valid[1])
-        y0, y1, ay = self._axis_cells(py, h, self.valid[0])
+        x0, x1, ax = _axis_cells(px, self.factor, self.int_factor, w, self.valid[1])
+        y0, y1, ay = _axis_cells(py, self.factor, self.int_factor, h, self.valid[0])
         return x0, x1, y0, y1, ax, ay
 
     def pixels(self, channel: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
@@ -206,16 +275,6 @@ class ScaleReader:
         ch = channel[..., None]
         heat = (self.heat_cells(ch, ys, xs) * wts).sum(-1)
         return heat, (self.vis_cells(ch, ys, xs) * wts).sum(-1) if visibility else None
-
-    def heat_pixels(self, channel: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
-        """Upsampled merged keypoint heatmap at integer pixels `(px, py)` (long, inside the image)."""
-        return self.pixels(channel, px, py)[0]
-
-    def vis_pixels(self, channel: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
-        """Upsampled merged visibility at integer pixels."""
-        vis = self.pixels(channel, px, py, visibility=True)[1]
-        assert vis is not None
-        return vis
 
     def heat_windows(self, center: torch.Tensor, radius: int) -> torch.Tensor:
         """Upsampled merged keypoint heatmap on the `(2r+1)^2` pixel windows around joints.

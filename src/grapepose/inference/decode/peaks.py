@@ -1,4 +1,8 @@
-"""Snapping peaks of the averaged upsampled heatmaps found on the grid, not on the full maps.
+"""Snapping peaks: the strongest local maxima of each averaged upsampled keypoint heatmap (step 6).
+
+Peaks come highest first, equal ones in row-major pixel order (`rank_peaks`). `heatmap_peaks`
+finds them on full maps, for test scales off the integer lattice; `lattice_peaks` finds the same
+peaks from the grid maps, without building the full maps.
 
 The reference takes the `num` highest `kernel x kernel` local maxima of each averaged keypoint
 heatmap at input resolution. That map is, for test scales with integer factors `f = 4 / s`, the
@@ -31,10 +35,53 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from grapepose.inference.points import ScaleReader
-from grapepose.inference.refine import rank_peaks
+from grapepose.inference.decode.centers import local_maxima
+from grapepose.inference.decode.reader import ScaleReader
 
-__all__ = ["lattice_peaks", "lattice_step"]
+__all__ = ["heatmap_peaks", "lattice_peaks", "lattice_step", "rank_peaks"]
+
+
+def rank_peaks(score: torch.Tensor, pixel: torch.Tensor, num: int) -> torch.Tensor:
+    """The `num` best of `T` peak candidates: highest score first, equal scores in row-major pixel order.
+
+    `topk` leaves the order of equal values undefined, and equal peaks are common (the replicated
+    last column/row of upsampled maps, plateaus): this fixes the order that snapping, which takes
+    the first of equally near peaks, sees.
+
+    Args:
+        score: `[B, K, T]`; pixel: `[B, K, T]` flat pixel index `y * W + x`.
+
+    Returns:
+        `[B, K, min(num, T)]` indices into T.
+    """
+    by_pixel = pixel.argsort(dim=2, stable=True)
+    by_score = score.gather(2, by_pixel).argsort(dim=2, descending=True, stable=True)[..., :num]
+    return by_pixel.gather(2, by_score)
+
+
+def heatmap_peaks(heatmaps: torch.Tensor, num: int, kernel: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `num` highest local maxima (`kernel x kernel` max-pool, no threshold) of full maps (`rank_peaks` order).
+
+    The dense form, for test scales whose maps do not sit on an integer lattice (`lattice_step` is None).
+
+    Args:
+        heatmaps: `[B, K, H, W]`.
+
+    Returns:
+        positions `[B, K, P, 2]` (x, y) as float and validity `[B, K, P]` (False where a map has
+        fewer than `P = min(num, H * W)` maxima).
+    """
+    b, k, h, w = heatmaps.shape
+    p = min(num, h * w)
+    if b * k * p == 0:
+        return heatmaps.new_zeros((b, k, p, 2)), heatmaps.new_zeros((b, k, p), dtype=torch.bool)
+    is_max = local_maxima(heatmaps, kernel)
+    vals = torch.where(is_max, heatmaps, torch.full_like(heatmaps, -torch.inf))
+    top, index = vals.view(b, k, h * w).topk(p, dim=2)
+    order = rank_peaks(top, index, p)
+    top, index = top.gather(2, order), index.gather(2, order)
+    xy = torch.stack([index % w, torch.div(index, w, rounding_mode="floor")], dim=-1).float()
+    return xy, torch.isfinite(top)
 
 
 def lattice_step(factors: Sequence[float], kernel: int) -> int | None:
@@ -215,7 +262,7 @@ def _axial_max(v: torch.Tensor) -> torch.Tensor:
 def lattice_peaks(
     readers: Sequence[ScaleReader], size: tuple[int, int], g: int, num: int, kernel: int = 5
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same contract as `refine.heatmap_peaks` on the averaged upsampled maps, from the grid maps.
+    """Same contract as `heatmap_peaks` on the averaged upsampled maps, from the grid maps.
 
     Args:
         readers: one per test scale (their factors must be multiples of `g = lattice_step(...)`).

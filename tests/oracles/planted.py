@@ -1,4 +1,4 @@
-"""Synthetic network outputs for known people, for tests and the decoding benchmark.
+"""Synthetic network outputs for known people.
 
 What a perfect network would output for people at known joints: Gaussian keypoint peaks, a
 Gaussian centre peak at the mean joint, an offset field in which every cell points to the joints of
@@ -13,16 +13,11 @@ import numpy as np
 import torch
 
 from grapepose.errors import GrapeposeError
-from grapepose.inference.preprocess import INPUT_MULTIPLE
+from grapepose.inference.decode import STRIDE
+from grapepose.inference.preprocess import ImageTransform
 from grapepose.models import GrapeOutput
 
 __all__ = ["plant_outputs", "random_people"]
-
-
-def _canvas(input_size: tuple[int, int], scale: float, multiple: int = INPUT_MULTIPLE) -> tuple[int, int]:
-    """The padded network canvas at `scale`, as `ImageTransform.canvas_size`."""
-    h, w = int(input_size[0] * scale), int(input_size[1] * scale)
-    return -(-h // multiple) * multiple, -(-w // multiple) * multiple
 
 
 def plant_outputs(
@@ -45,7 +40,7 @@ def plant_outputs(
     Args:
         people: per image, `[N, K, 2]` joints (x, y) in scale-1 network-input pixels.
         input_size: `(H, W)` of the scale-1 input.
-        scale: test scale; the grid is the padded scale-s canvas / 4.
+        scale: test scale; the grid is the padded scale-s canvas / `STRIDE`.
         flipped: plant what the network sees on the mirrored, `flip_shift`-ed input (needs `flip_index`).
         sigma: keypoint peak sigma in grid cells; `center_sigma` likewise for centres.
         center_scores: per image `[N]` centre peak heights (default 1).
@@ -55,8 +50,8 @@ def plant_outputs(
     Returns:
         a `GrapeOutput` with `refined_offsets == offsets`.
     """
-    ch, cw = _canvas(input_size, scale)
-    h, w = ch // 4, cw // 4
+    ch, cw = ImageTransform(input_size, input_size, (0.0, 0.0), 1.0).canvas_size(scale)
+    h, w = ch // STRIDE, cw // STRIDE
     k = int(people[0].shape[1]) if len(people) else 0
     gen = torch.Generator().manual_seed(seed)
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
@@ -68,7 +63,7 @@ def plant_outputs(
                 raise ValueError("plant_outputs: flipped=True needs flip_index")
             joints = joints[:, list(flip_index)]
             joints[..., 0] = cw - 1 - flip_shift - joints[..., 0]
-        grid = joints / 4.0  # [N, K, 2]
+        grid = joints / STRIDE  # [N, K, 2]
         n = grid.shape[0]
         centers = grid.mean(1)  # [N, 2]
         peak = torch.ones(n, dtype=torch.float64)

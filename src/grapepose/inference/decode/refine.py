@@ -1,10 +1,11 @@
-"""Joint refinement on the averaged keypoint heatmaps (docs/DESIGN.md, Decoding, step 6), read at points.
+"""Joint refinement on the averaged keypoint heatmaps (docs/DESIGN.md, Decoding, step 6).
 
-Snapping moves a joint to the nearest of the strongest local maxima of its heatmap; the sub-pixel
-fit is a batched Levenberg-Marquardt least-squares fit of `A exp(-|p - c|^2 / (2 s^2))` to the
-heatmap in a square window, all joints at once. Both read the averaged upsampled heatmap only
-where they need it, through a `values(channel, px, py)` function (`decode` passes one that computes
-the values from the grid maps), so no input-resolution map is built.
+Snapping moves a joint to the nearest of the strongest local maxima of its heatmap (`peaks.py`
+finds them); the sub-pixel fit is a batched Levenberg-Marquardt least-squares fit of
+`A exp(-|p - c|^2 / (2 s^2))` to the heatmap in a square window, all joints at once. The fit reads
+the averaged upsampled heatmap only on its windows, through a `windows(center, r)` function
+(`decode` passes the mean of the scales' `ScaleReader.heat_windows`), so no input-resolution map
+is built.
 """
 
 from __future__ import annotations
@@ -15,83 +16,15 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from grapepose.inference.centers import local_maxima
+__all__ = ["LM_LAMBDA0", "XTOL", "Windows", "fit_gaussians", "snap_to_peaks"]
 
-__all__ = ["heatmap_peaks", "rank_peaks", "snap_to_peaks", "fit_gaussians", "map_windows"]
-
-_LM_LAMBDA0 = 0.1  # initial damping; from sigma 2 on the x4 upsampled maps this converges in ~5 steps
+LM_LAMBDA0 = 0.1  # initial damping; from sigma 2 on the x4 upsampled maps this converges in ~5 steps
 _FIT_DTYPE = torch.float32
 _JOINT_BLOCK = 32  # the fit pads the joints to a multiple of this (two AVX-512 vectors)
 _FAR = 1e9  # px: window pixels outside the map sit this far away, so exp(-d^2 / 2s^2) is exactly 0 there
-_XTOL = 1e-3  # px (and relative for the amplitude): a step this small means converged
+XTOL = 1e-3  # px (and relative for the amplitude): a step this small means converged
 
 Windows = Callable[[torch.Tensor, int], torch.Tensor]
-
-
-def map_windows(heatmaps: torch.Tensor) -> Windows:
-    """`windows(center, r)`: the `[2r+1, 2r+1, J]` windows (rows y, columns x) of `[B, K, H, W]` maps
-    around `[B, N, K, 2]` pixels, joints `J = B * N * K` last.
-
-    Positions outside the maps read the nearest border pixel (the fit masks them).
-    """
-    b, k, h, w = heatmaps.shape
-    flat = heatmaps.float().reshape(-1)
-
-    def windows(center: torch.Tensor, radius: int) -> torch.Tensor:
-        n = center.shape[1]
-        c = center.reshape(-1, 2).T  # [2, J]
-        offs = torch.arange(-radius, radius + 1, device=center.device)[:, None]
-        px = (c[0] + offs).clamp(0, w - 1)[None]  # [1, S(x), J]
-        py = (c[1] + offs).clamp(0, h - 1)[:, None]  # [S(y), 1, J]
-        j = torch.arange(c.shape[1], device=center.device)
-        plane = torch.div(j, n * k, rounding_mode="floor") * k + j % k  # [J] the joint's map
-        index = (plane * h + py) * w + px
-        return flat.index_select(0, index.reshape(-1)).view(index.shape)
-
-    return windows
-
-
-def rank_peaks(score: torch.Tensor, pixel: torch.Tensor, num: int) -> torch.Tensor:
-    """The `num` best of `T` peak candidates: highest score first, equal scores in row-major pixel order.
-
-    `topk` leaves the order of equal values undefined, and equal peaks are common (the replicated
-    last column/row of upsampled maps, plateaus): this fixes the order that snapping, which takes
-    the first of equally near peaks, sees.
-
-    Args:
-        score: `[B, K, T]`; pixel: `[B, K, T]` flat pixel index `y * W + x`.
-
-    Returns:
-        `[B, K, min(num, T)]` indices into T.
-    """
-    by_pixel = pixel.argsort(dim=2, stable=True)
-    by_score = score.gather(2, by_pixel).argsort(dim=2, descending=True, stable=True)[..., :num]
-    return by_pixel.gather(2, by_score)
-
-
-def heatmap_peaks(heatmaps: torch.Tensor, num: int, kernel: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-    """The `num` highest local maxima (`kernel x kernel` max-pool, no threshold) of full maps (`rank_peaks` order).
-
-    The dense form, for test scales whose maps do not sit on an integer lattice (see `peaks.py`).
-
-    Args:
-        heatmaps: `[B, K, H, W]`.
-
-    Returns:
-        positions `[B, K, P, 2]` (x, y) as float and validity `[B, K, P]` (False where a map has
-        fewer than `P = min(num, H * W)` maxima).
-    """
-    b, k, h, w = heatmaps.shape
-    p = min(num, h * w)
-    if b * k * p == 0:
-        return heatmaps.new_zeros((b, k, p, 2)), heatmaps.new_zeros((b, k, p), dtype=torch.bool)
-    is_max = local_maxima(heatmaps, kernel)
-    vals = torch.where(is_max, heatmaps, torch.full_like(heatmaps, -torch.inf))
-    top, index = vals.view(b, k, h * w).topk(p, dim=2)
-    order = rank_peaks(top, index, p)
-    top, index = top.gather(2, order), index.gather(2, order)
-    xy = torch.stack([index % w, torch.div(index, w, rounding_mode="floor")], dim=-1).float()
-    return xy, torch.isfinite(top)
 
 
 def snap_to_peaks(coords: torch.Tensor, move: torch.Tensor, peaks: torch.Tensor, peak_ok: torch.Tensor) -> torch.Tensor:
@@ -100,7 +33,7 @@ def snap_to_peaks(coords: torch.Tensor, move: torch.Tensor, peaks: torch.Tensor,
     Args:
         coords: `[B, N, K, 2]` joints.
         move: `[B, N, K]` bool, joints to snap.
-        peaks: `[B, K, P, 2]`, peak_ok `[B, K, P]` from `heatmap_peaks` or `peaks.lattice_peaks`.
+        peaks: `[B, K, P, 2]`, peak_ok `[B, K, P]` from `peaks.heatmap_peaks` or `peaks.lattice_peaks`.
 
     Returns:
         `[B, N, K, 2]`.
@@ -159,8 +92,8 @@ def _map_limits(w: int, h: int, device: str) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=8)
 def _below_xtol(device: str, dtype: torch.dtype) -> torch.Tensor:
-    """The largest value below `_XTOL` in `dtype`: `x < _XTOL` as `x <= _below_xtol`, like the amplitude's `<=`."""
-    return torch.nextafter(torch.tensor(_XTOL, dtype=dtype), torch.tensor(0.0, dtype=dtype)).to(device)
+    """The largest value below `XTOL` in `dtype`: `x < XTOL` as `x <= _below_xtol`, like the amplitude's `<=`."""
+    return torch.nextafter(torch.tensor(XTOL, dtype=dtype), torch.tensor(0.0, dtype=dtype)).to(device)
 
 
 def _normal_equations(params: torch.Tensor, pos: torch.Tensor, z: torch.Tensor,
@@ -205,10 +138,10 @@ def _normal_equations(params: torch.Tensor, pos: torch.Tensor, z: torch.Tensor,
 
 
 def fit_gaussians(
-    windows: Windows | torch.Tensor,
+    windows: Windows,
     coords: torch.Tensor,
     select: torch.Tensor,
-    size: tuple[int, int] | None = None,
+    size: tuple[int, int],
     *,
     window: int = 6,
     sigma: float = 2.0,
@@ -227,22 +160,18 @@ def fit_gaussians(
 
     Args:
         windows: `windows(center, r)` giving the averaged heatmaps `[2r+1, 2r+1, B * N * K]` on the
-            windows around `[B, N, K, 2]` pixels (`map_windows`, `ScaleReader.heat_windows`), or the
-            maps `[B, K, H, W]` themselves.
+            windows around `[B, N, K, 2]` long pixels (`ScaleReader.heat_windows`); positions outside
+            the maps read the nearest border pixel and are masked here.
         coords: `[B, N, K, 2]` joints (x, y) in heatmap pixels.
         select: `[B, N, K]` bool, joints to refine.
-        size: `(H, W)` of the maps (needed when `windows` is a function).
+        size: `(H, W)` of the maps.
 
     Returns:
         `[B, N, K, 2]`.
     """
     b, n, k = coords.shape[:3]
-    if isinstance(windows, torch.Tensor):
-        size = (windows.shape[2], windows.shape[3])
-        windows = map_windows(windows)
     if b * n * k == 0 or iterations <= 0:
         return coords
-    assert size is not None
     h, w = size
     dev = coords.device
     pos = coords.float()
@@ -274,7 +203,7 @@ def fit_gaussians(
     tables = _gram_constants(str(dev), dt)
     ones = torch.ones_like(params[0])
     state = _normal_equations(params, wpos, z_t, tables, ones)  # [25, J]
-    lam = torch.full_like(params[0], _LM_LAMBDA0)
+    lam = torch.full_like(params[0], LM_LAMBDA0)
     converged = torch.zeros_like(sel)
     stop_early = dev.type == "cpu"  # a host check is free there
     below_xtol = _below_xtol(str(dev), dt).expand(3, sel.shape[0])
@@ -282,11 +211,11 @@ def fit_gaussians(
         jtj = state[4:20].T.reshape(-1, 4, 4)
         system = jtj + torch.diag_embed((state[4:20:5].clamp_min(1e-12) * lam + 1e-12).T)  # LM damping
         step = torch.linalg.solve_ex(system, state[20:24].T)[0].T.nan_to_num_(0.0, 0.0, 0.0)  # [4, J]
-        # |step| < _XTOL for the centre and sigma, <= _XTOL |A| + 1e-9 for the amplitude, in one test
-        tol = torch.cat([(state[0].abs() * _XTOL + 1e-9)[None], below_xtol])
+        # |step| < XTOL for the centre and sigma, <= XTOL |A| + 1e-9 for the amplitude, in one test
+        tol = torch.cat([(state[0].abs() * XTOL + 1e-9)[None], below_xtol])
         small = (step.abs() <= tol).all(0)
-        # A converging step (below _XTOL) is taken without a cost check (it moves the fit by less
-        # than _XTOL), and a converged fit is frozen (as curve_fit stops there), so a joint's result
+        # A converging step (below XTOL) is taken without a cost check (it moves the fit by less
+        # than XTOL), and a converged fit is frozen (as curve_fit stops there), so a joint's result
         # never depends on which other joints share its batch or on when the loop stops.
         take = small & ~converged
         new_params = state[:4] + step

@@ -1,30 +1,21 @@
-"""From raw network outputs to the maps decoding reads: pose fields, flip merging, upsampling."""
+"""The decoder's maps built densely: the forms `grapepose.inference.decode.reader` computes pointwise.
+
+The flip merge of whole maps (`merge_flip`, `to_pose_maps` without flip), the upsampled maps read
+at points (`sample_upsampled`) and windows cut from full maps (`map_windows`): what `ScaleReader`
+must equal, and what `reference_decode` decodes.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-__all__ = ["PoseMaps", "pose_field", "to_pose_maps", "merge_flip", "upsample_maps", "sample_upsampled", "valid_cells",
-           "probabilities"]
+from grapepose.inference.decode.reader import PoseMaps, probabilities, valid_cells
+from grapepose.inference.decode.refine import Windows
 
-
-class PoseMaps(NamedTuple):
-    """One test scale's outputs in decoding form (float32, flip-merged when flip test is on).
-
-    Attributes:
-        heatmaps: `[B, K+1, h, w]` raw keypoint heatmaps, last channel = person centres.
-        poses: `[B, K, 2, h, w]` pose field in grid units: joint k of the person centred at a cell.
-        visibility: `[B, K, h, w]` visibility probabilities (after sigmoid), or None.
-    """
-
-    heatmaps: torch.Tensor
-    poses: torch.Tensor
-    visibility: torch.Tensor | None
+__all__ = ["map_windows", "merge_flip", "pose_field", "sample_upsampled", "to_pose_maps"]
 
 
 def pose_field(offsets: torch.Tensor) -> torch.Tensor:
@@ -37,16 +28,6 @@ def pose_field(offsets: torch.Tensor) -> torch.Tensor:
         indexing="ij",
     )
     return torch.stack([xs, ys]) - off  # cells [2, h, w] broadcast over batch and joints
-
-
-def probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """sigmoid(`logits`) in float32, with the same arithmetic at every position of the tensor.
-
-    On the CPU `torch.sigmoid` computes the elements after the last whole vector register apart,
-    which changes the last bit of a few percent of them: an image's visibility would depend on its
-    place in the batch. `exp` is vectorised to the end of the tensor; `+ 1` and `1 / x` are exact.
-    """
-    return torch.exp(-logits.float()).add_(1.0).reciprocal_()
 
 
 def to_pose_maps(output: Any) -> PoseMaps:
@@ -90,54 +71,6 @@ def merge_flip(output: Any, flipped: Any, flip_index: Sequence[int]) -> PoseMaps
     return PoseMaps((base.heatmaps + heat_f) / 2.0, (base.poses + poses_f) / 2.0, vis)
 
 
-def valid_cells(n_in: int, n_out: int, factor: float) -> int:
-    """Grid cells that map inside an output of `n_out` px (the rest is canvas padding)."""
-    return min(n_in, max(1, math.ceil(n_out / factor - 1e-6)))
-
-
-def _linear_weights(n_out: int, n_in: int, factor: float, n_valid: int, device: torch.device) -> tuple[
-    torch.Tensor, torch.Tensor, torch.Tensor
-]:
-    src = torch.arange(n_out, device=device, dtype=torch.float64) / factor
-    src = src.clamp(max=n_valid - 1).to(torch.float32)
-    i0 = src.floor().long().clamp(0, n_in - 1)
-    i1 = (i0 + 1).clamp(max=n_in - 1)
-    return i0, i1, src - i0.float()
-
-
-def upsample_maps(maps: torch.Tensor, factor: float, size: tuple[int, int]) -> torch.Tensor:
-    """Upsample grid maps so that cell i lands on pixel `factor * i` (reference `up_interpolate`).
-
-    Bilinear (align_corners) between cells, replicated past the last valid cell. For an integer
-    factor with `size == factor * grid` this is exactly the reference: interpolate to
-    `size - factor + 1`, then replicate-pad by `factor - 1`. Cells beyond `size / factor` (padding
-    of the network canvas) are never read.
-
-    Args:
-        maps: `[B, C, h, w]`.
-        factor: input pixels per cell (4 / test scale).
-        size: output `(H, W)`.
-
-    Returns:
-        `[B, C, H, W]` float32.
-    """
-    b, c, h, w = maps.shape
-    out_h, out_w = size
-    if b * c == 0:
-        return maps.new_zeros((b, c, out_h, out_w), dtype=torch.float32)
-    maps = maps.float()
-    f_int = round(factor)
-    if abs(factor - f_int) < 1e-9 and f_int * h == out_h and f_int * w == out_w:
-        if f_int == 1:
-            return maps
-        up = F.interpolate(maps, size=(out_h - f_int + 1, out_w - f_int + 1), mode="bilinear", align_corners=True)
-        return F.pad(up, (0, f_int - 1, 0, f_int - 1), mode="replicate")
-    y0, y1, wy = _linear_weights(out_h, h, factor, valid_cells(h, out_h, factor), maps.device)
-    x0, x1, wx = _linear_weights(out_w, w, factor, valid_cells(w, out_w, factor), maps.device)
-    rows = maps[:, :, y0] * (1 - wy)[:, None] + maps[:, :, y1] * wy[:, None]  # [B, C, H, w]
-    return rows[..., x0] * (1 - wx) + rows[..., x1] * wx
-
-
 def sample_upsampled(maps: torch.Tensor, factor: float, size: tuple[int, int], points: torch.Tensor) -> torch.Tensor:
     """Values of `upsample_maps(maps, factor, size)` at the floor of given points, without upsampling.
 
@@ -165,3 +98,26 @@ def sample_upsampled(maps: torch.Tensor, factor: float, size: tuple[int, int], p
     top = at(y0, x0) * (1 - ax) + at(y0, x1) * ax
     bottom = at(y1, x0) * (1 - ax) + at(y1, x1) * ax
     return top * (1 - ay) + bottom * ay
+
+
+def map_windows(heatmaps: torch.Tensor) -> Windows:
+    """`windows(center, r)`: the `[2r+1, 2r+1, J]` windows (rows y, columns x) of `[B, K, H, W]` maps
+    around `[B, N, K, 2]` pixels, joints `J = B * N * K` last.
+
+    Positions outside the maps read the nearest border pixel (the fit masks them).
+    """
+    b, k, h, w = heatmaps.shape
+    flat = heatmaps.float().reshape(-1)
+
+    def windows(center: torch.Tensor, radius: int) -> torch.Tensor:
+        n = center.shape[1]
+        c = center.reshape(-1, 2).T  # [2, J]
+        offs = torch.arange(-radius, radius + 1, device=center.device)[:, None]
+        px = (c[0] + offs).clamp(0, w - 1)[None]  # [1, S(x), J]
+        py = (c[1] + offs).clamp(0, h - 1)[:, None]  # [S(y), 1, J]
+        j = torch.arange(c.shape[1], device=center.device)
+        plane = torch.div(j, n * k, rounding_mode="floor") * k + j % k  # [J] the joint's map
+        index = (plane * h + py) * w + px
+        return flat.index_select(0, index.reshape(-1)).view(index.shape)
+
+    return windows

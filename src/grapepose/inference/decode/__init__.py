@@ -1,8 +1,16 @@
-"""Network outputs -> people (docs/DESIGN.md, Decoding, steps 3-6), batched on the outputs' device.
+"""Network outputs -> people (docs/DESIGN.md, Decoding, steps 2-6), batched on the outputs' device.
 
 `decode` takes one batch of outputs per test scale (optionally with the outputs of the mirrored
 input) and returns, per image, poses in pixels of the scale-1 network input. Python loops run only
-over scales, images (to split the result) and fixed iteration counts.
+over scales, images (to split the result) and fixed iteration counts. The steps, in order:
+
+- `reader`: each scale's outputs, flip-merged and upsampled, read only where the steps read them
+  (step 2; no input-resolution map is built);
+- `centers`: person centres, whose pose field cells are the proposals (step 3), scored here with
+  the heatmaps and the visibility (step 4);
+- `nms`: pose NMS, the reference's grouping walk as a batched fixed point (step 5);
+- `peaks`: the snapping peaks of the averaged heatmaps, and `refine`: snapping joints to them and
+  the sub-pixel Gaussian fit (step 6).
 """
 
 from __future__ import annotations
@@ -13,14 +21,13 @@ from typing import Any, NamedTuple
 import torch
 
 from grapepose.config import Config, TestConfig
-from grapepose.inference.centers import find_centers
-from grapepose.inference.maps import PoseMaps, upsample_maps
-from grapepose.inference.nms import pose_nms
-from grapepose.inference.peaks import lattice_peaks, lattice_step
-from grapepose.inference.points import ScaleReader
-from grapepose.inference.refine import fit_gaussians, heatmap_peaks, snap_to_peaks
+from grapepose.inference.decode.centers import find_centers
+from grapepose.inference.decode.nms import pose_nms
+from grapepose.inference.decode.peaks import heatmap_peaks, lattice_peaks, lattice_step
+from grapepose.inference.decode.reader import PoseMaps, ScaleReader, upsample_maps
+from grapepose.inference.decode.refine import fit_gaussians, snap_to_peaks
 
-__all__ = ["DecodedPoses", "decode"]
+__all__ = ["STRIDE", "DecodedPoses", "decode"]
 
 STRIDE = 4  # input pixels per grid cell at scale 1
 

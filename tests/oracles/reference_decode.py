@@ -3,8 +3,7 @@
 `reference_decode` has the signature and results of `grapepose.decode`; it upsamples every
 keypoint heatmap to input resolution, finds snapping peaks with a max-pool over the full maps and
 fits Gaussians on windows cut from them, as the method's description reads (docs/DESIGN.md,
-"Decoding"). Tests compare `decode`, which reads the grid maps only where it needs them, against it
-and `grapepose bench decode --compare-old` times it. Never use it for inference.
+"Decoding"). Tests compare `decode`, which reads the grid maps only where it needs them, against it.
 """
 
 from __future__ import annotations
@@ -14,19 +13,17 @@ from typing import Any
 
 import torch
 
+from oracles.dense_maps import merge_flip, sample_upsampled, to_pose_maps
+
 from grapepose.config import Config, TestConfig
-from grapepose.inference.centers import find_centers
-from grapepose.inference.decode import DecodedPoses
-from grapepose.inference.maps import PoseMaps, merge_flip, sample_upsampled, to_pose_maps, upsample_maps
-from grapepose.inference.nms import pose_nms
-from grapepose.inference.refine import heatmap_peaks
+from grapepose.inference.decode import STRIDE, DecodedPoses
+from grapepose.inference.decode.centers import find_centers
+from grapepose.inference.decode.nms import pose_nms
+from grapepose.inference.decode.peaks import heatmap_peaks
+from grapepose.inference.decode.reader import PoseMaps, upsample_maps
+from grapepose.inference.decode.refine import LM_LAMBDA0, XTOL
 
-__all__ = ["reference_decode", "reference_decode_maps"]
-
-STRIDE = 4
-
-_LM_LAMBDA0 = 0.1  # initial damping; from sigma 2 on the x4 upsampled maps this converges in ~5 steps
-_XTOL = 1e-3  # px (and relative for the amplitude): a step this small means converged
+__all__ = ["reference_decode"]
 
 
 def _snap_to_peaks(coords: torch.Tensor, move: torch.Tensor, peaks: torch.Tensor, peak_ok: torch.Tensor) -> torch.Tensor:
@@ -117,7 +114,7 @@ def _fit_gaussians(
         return res, jac * inside[..., None], res.square().sum(-1)
 
     res, jac, cost = residuals(params)
-    lam = torch.full_like(cost, _LM_LAMBDA0)
+    lam = torch.full_like(cost, LM_LAMBDA0)
     converged = torch.zeros_like(cost, dtype=torch.bool)
     eye = torch.eye(4, device=dev)
     for _ in range(iterations):
@@ -131,7 +128,7 @@ def _fit_gaussians(
         new_params = params + step
         new_res, new_jac, new_cost = residuals(new_params)
         better = torch.isfinite(new_cost) & (new_cost < cost)
-        small = (step[:, 1:].abs().amax(-1) < _XTOL) & (step[:, 0].abs() <= _XTOL * params[:, 0].abs() + 1e-9)
+        small = (step[:, 1:].abs().amax(-1) < XTOL) & (step[:, 0].abs() <= XTOL * params[:, 0].abs() + 1e-9)
         converged |= small
         params = torch.where(better[:, None], new_params, params)
         res = torch.where(better[:, None], new_res, res)
@@ -208,7 +205,7 @@ def reference_decode(
             maps.append(merge_flip(out, flips[i], flip_index))  # type: ignore[arg-type]
         else:
             maps.append(to_pose_maps(out))
-    return reference_decode_maps(maps, scales, test, input_size)
+    return _decode_maps(maps, scales, test, input_size)
 
 
 def _scale_one_size(maps: Sequence[PoseMaps], scales: Sequence[float]) -> tuple[int, int]:
@@ -227,7 +224,7 @@ def _read_at(maps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     return flat.gather(1, y * w + x)
 
 
-def reference_decode_maps(
+def _decode_maps(
     maps: Sequence[PoseMaps], scales: Sequence[float], cfg: TestConfig, input_size: tuple[int, int] | None = None
 ) -> list[DecodedPoses]:
     """`reference_decode` on maps already in `PoseMaps` form (one per scale)."""
