@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from grapepose.config import Config, ModelConfig
-from grapepose.io.files import IMAGENET_MEAN, IMAGENET_STD
+from grapepose.backbones import IMAGENET_MEAN, IMAGENET_STD
 from grapepose.testing.planted import plant_outputs
 from grapepose.keypoints import KeypointSpec
 

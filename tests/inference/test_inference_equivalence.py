@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from grapepose.config import TestConfig as Cfg
-from grapepose.io.files import normalize_images, read_image
+from grapepose.inference.preprocess import normalize_images
+from grapepose.io.files import read_image
 from grapepose.inference import decode, flip_shift, image_transform, merge_flip, upsample_maps, warp_image
 from grapepose.inference.maps import probabilities
 from grapepose.inference.peaks import lattice_peaks, lattice_step
