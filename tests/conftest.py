@@ -13,7 +13,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from grapepose.config import load_config  # noqa: E402
-from grapepose.io.files import normalize_images, read_image  # noqa: E402
+from grapepose.inference.preprocess import normalize_images  # noqa: E402
+from grapepose.io.files import read_image  # noqa: E402
 from grapepose.models import build_model, save_model  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

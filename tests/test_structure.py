@@ -27,21 +27,8 @@ ROOT = "grapepose"
 
 # Known violations left for a later change, as (importer, imported) pairs; any other one fails, and a
 # listed one that is fixed fails `test_allow_lists_hold_only_live_violations` until it is removed here.
-ALLOWED_CYCLE_EDGES: set[tuple[str, str]] = {
-    # `predict` under torchrun: _predict_shard reuses predict's helpers, predict calls run_sharded. Allowed
-    # until the helpers move to a module of their own, with the predict job's typed objects.
-    ("grapepose.cli._predict_shard", "grapepose.cli.predict"),
-    ("grapepose.cli.predict", "grapepose.cli._predict_shard"),
-}
-ALLOWED_PRIVATE: set[tuple[str, str]] = {
-    # The same helpers, private to predict.py (see above).
-    ("grapepose.cli._predict_shard", "grapepose.cli.predict._estimator"),
-    ("grapepose.cli._predict_shard", "grapepose.cli.predict._options"),
-    ("grapepose.cli._predict_shard", "grapepose.cli.predict._outcome"),
-    ("grapepose.cli._predict_shard", "grapepose.cli.predict._reporter"),
-    ("grapepose.cli._predict_shard", "grapepose.cli.predict._resume_flag"),
-    ("grapepose.cli._predict_shard", "grapepose.cli.predict._signals"),
-}
+ALLOWED_CYCLE_EDGES: set[tuple[str, str]] = set()
+ALLOWED_PRIVATE: set[tuple[str, str]] = set()
 ALLOWED_PACKAGE_EDGES: set[tuple[str, str]] = {
     # The OpenVINO runtime: export converts what inference runs (work in progress on `--precision`).
     ("grapepose.export", "grapepose.inference"),

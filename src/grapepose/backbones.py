@@ -9,7 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["BACKBONES", "Backbone", "backbone_by_suffix", "backbone_info", "identify_backbone", "stage1_blocks_of"]
+__all__ = [
+    "BACKBONES", "Backbone", "IMAGENET_MEAN", "IMAGENET_STD", "backbone_by_suffix", "backbone_info",
+    "identify_backbone", "stage1_blocks_of",
+]  # fmt: skip
+
+# The backbones learnt ImageNet with RGB in [0, 1] normalised by its mean and std, so the network takes
+# images so normalised (`grapepose.inference.preprocess.normalize_images`).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

@@ -50,5 +50,5 @@ code = main(["predict", {str(shared_data / "demo" / "crowd_03.jpg")!r}, "test.ba
 assert code == 0, code
 """
     mods = _loaded(body, tmp_path)
-    assert "grapepose.io.runner" in mods
+    assert "grapepose.predict_job.runner" in mods
     assert _forbidden(mods) == []

@@ -87,7 +87,7 @@ def test_bf16_close_to_fp32_and_converted_once(tiny):
 def int8_files(tiny, tmp_path_factory):
     """The tiny net quantized on two synthetic scenes (the slow part: an ONNX export), and a third to test on."""
     from grapepose.export.quantize import calibration_images, quantize_int8
-    from grapepose.io.files import normalize_images
+    from grapepose.inference.preprocess import normalize_images
 
     model, _ = tiny
     images, about = calibration_images(None, count=3, size=64)

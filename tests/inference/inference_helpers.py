@@ -8,7 +8,7 @@ from oracles.planted import plant_outputs
 from torch import nn
 
 from grapepose.config import Config, ModelConfig
-from grapepose.io.files import IMAGENET_MEAN, IMAGENET_STD
+from grapepose.backbones import IMAGENET_MEAN, IMAGENET_STD
 from grapepose.keypoints import KeypointSpec
 
 # An upright CrowdPose person facing the camera (their left = image right) in a 640x425 image.

@@ -19,8 +19,8 @@ from oracles.reference_decode import reference_decode
 from grapepose.inference.decode import decode
 from grapepose.inference.decode.peaks import heatmap_peaks, lattice_peaks, lattice_step
 from grapepose.inference.decode.reader import ScaleReader, probabilities, upsample_maps
-from grapepose.inference.preprocess import flip_shift, image_transform, warp_image
-from grapepose.io.files import normalize_images, read_image
+from grapepose.inference.preprocess import flip_shift, image_transform, normalize_images, warp_image
+from grapepose.io.files import read_image
 from grapepose.keypoints import CROWDPOSE_KEYPOINTS
 from grapepose.models import load_model
 

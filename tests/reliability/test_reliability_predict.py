@@ -16,11 +16,11 @@ from _predict_helpers import FAST, results, start_predict, tiny_images, wait_for
 from PIL import Image
 
 import grapepose.cli.predict as predict_cli
-import grapepose.io.journal as journal_mod
-import grapepose.io.runner as runner_mod
+import grapepose.predict_job.journal as journal_mod
+import grapepose.predict_job.runner as runner_mod
 from grapepose.api import PoseEstimator
 from grapepose.cli.main import main
-from grapepose.io.journal import read_journal, read_journal_lines
+from grapepose.predict_job.journal import read_journal, read_journal_lines
 
 
 @pytest.fixture(scope="module")

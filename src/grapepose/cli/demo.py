@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from grapepose.errors import GrapeposeError
     from grapepose.evaluation import evaluate_results, format_metrics_table
     from grapepose.io.files import atomic_write_json, check_output_path
-    from grapepose.io.runner import PredictOptions, run_predict
     from grapepose.io.sources import expand_sources
+    from grapepose.predict_job.runner import PredictOptions, run_predict
     from grapepose.synth import generate_dataset
 
     args.out = check_output_path(args.out, "dir")
@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     if photos is not None:
         sources, bad = expand_sources([str(photos)])
         failures += bad
-        summary = run_predict(estimator, sources, PredictOptions(out_dir=args.out / "photos", score_threshold=0.1), report)
+        options = PredictOptions(args.out / "photos", score_threshold=0.1)
+        summary = run_predict(estimator.predictor, sources, options, report)
         failures += summary.failures
         atomic_write_json(args.out / "photos" / "results.json", summary.results)
         print(f"photos: {summary.frames} images from {photos}, {len(summary.results)} people -> {args.out / 'photos'}")
@@ -88,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
                      overwrite=True)  # fmt: skip
     sources, bad = expand_sources([str(synth_dir / "images")])
     failures += bad
-    summary = run_predict(estimator, sources, PredictOptions(out_dir=synth_dir / "drawn", score_threshold=0.0), report)
+    options = PredictOptions(synth_dir / "drawn", score_threshold=0.0)
+    summary = run_predict(estimator.predictor, sources, options, report)
     failures += summary.failures
     results_path = synth_dir / "results.json"
     atomic_write_json(results_path, summary.results)

@@ -1,15 +1,27 @@
-"""`grapepose predict`: poses in images, folders, globs, videos or a webcam -> COCO JSON + drawings."""
+"""`grapepose predict`: poses in images, folders, globs, videos or a webcam -> COCO JSON + drawings.
+
+The flags become a `PredictJob` and a model loader; `grapepose.predict_job` runs the job (in one
+process, or as one rank under torchrun) and this module prints its outcome: the summary line, the
+failed inputs, and the exit status.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
-import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from grapepose.cli import options as opt
 from grapepose.errors import GrapeposeError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from grapepose.api import PoseEstimator
+    from grapepose.predict_job import PredictJob, PredictOutcome
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,12 +58,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="stop each video/webcam after N frames (0: no limit; Ctrl-C also stops a webcam)")
 
 
-def _estimator(args: argparse.Namespace, overrides: list[str], device: Any = None):  # noqa: ANN202 - lazily imported
+def _estimator(args: argparse.Namespace, overrides: list[str], device: torch.device | None = None) -> PoseEstimator:
     from grapepose.api import PoseEstimator
     from grapepose.utils.device import resolve_device
 
-    device = str(device if device is not None else resolve_device(args.device))
-    batch_size = args.batch_size or (16 if device.startswith("cuda") else 2)
+    device_name = str(device if device is not None else resolve_device(args.device))
+    batch_size = args.batch_size or (16 if device_name.startswith("cuda") else 2)
     source = args.weights if args.weights is not None else (args.preset or "demo")
     is_onnx = str(source).lower().endswith(".onnx")
     if args.backend == "onnxruntime" and not is_onnx:
@@ -60,42 +72,22 @@ def _estimator(args: argparse.Namespace, overrides: list[str], device: Any = Non
         raise GrapeposeError(f"{source}: an .onnx file runs with --backend onnxruntime")
     preset = args.preset if args.weights is not None else None
     return PoseEstimator.from_pretrained(
-        source, device=device, preset=preset, overrides=overrides, batch_size=batch_size
+        source, device=device_name, preset=preset, overrides=overrides, batch_size=batch_size
     )
 
 
-def _signals(stop: threading.Event) -> dict[int, Any]:
-    """Ctrl-C / SIGTERM stop the run after the frame in hand (its outputs kept); a second one at once."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
+def _job(args: argparse.Namespace) -> PredictJob:
+    from grapepose.predict_job import PredictJob, PredictOptions
 
-    def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.signum = signum  # type: ignore[attr-defined]
-        stop.set()
-
-    return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-
-
-def _resume_flag(args: argparse.Namespace) -> bool:
-    resume = bool(getattr(args, "resume", False))
-    if resume and getattr(args, "overwrite", False):
-        raise GrapeposeError("--resume keeps an earlier run's results and --overwrite replaces them: pass one")
-    return resume
-
-
-def _options(args: argparse.Namespace, progress: bool = True):  # noqa: ANN202 - PredictOptions, imported lazily
-    from grapepose.io.runner import PredictOptions
-
-    return PredictOptions(
+    options = PredictOptions(
         out_dir=args.out, draw=not args.no_draw, black=args.show_black, track=args.track,
-        score_threshold=args.score_thr, max_frames=max(0, args.max_frames), progress=progress,
-        min_joint_score=args.min_joint_score, max_megapixels=args.max_megapixels,
+        score_threshold=args.score_thr, max_frames=max(0, args.max_frames), min_joint_score=args.min_joint_score,
+        max_megapixels=args.max_megapixels,
     )  # fmt: skip
+    return PredictJob(tuple(args.sources), options, overwrite=args.overwrite, resume=args.resume)
 
 
-def _reporter(prefix: str = ""):  # noqa: ANN202
+def _reporter(prefix: str = "") -> Callable[[str], None]:
     from tqdm import tqdm
 
     def report(message: str) -> None:
@@ -107,89 +99,69 @@ def _reporter(prefix: str = ""):  # noqa: ANN202
 def run(args: argparse.Namespace) -> int:
     from grapepose.utils.distributed import world_size
 
-    if world_size() > 1:
-        from grapepose.cli._predict_shard import run_sharded
-
-        return run_sharded(args)
-
-    from grapepose.io.files import check_output_path
-    from grapepose.io.journal import OutputError, OutputFolder
-    from grapepose.io.runner import run_predict
-    from grapepose.io.sources import expand_sources
-
-    specs = list(args.sources)
+    job = _job(args)
     overrides = opt.flag_overrides(args)
-    resume = _resume_flag(args)
-    args.out = check_output_path(args.out, "dir")  # before the lock, the model and any work
-    folder = OutputFolder(args.out, overwrite=getattr(args, "overwrite", False), resume=resume)
-    folder.open(journal=not resume)  # before any work: the lock, and earlier results are not replaced by accident
-    if folder.finished_before:
-        from grapepose.io.resume import nothing_to_resume
+    if world_size() > 1:
+        return _run_sharded(args, job, overrides)
+    from grapepose.predict_job import run_job
 
-        folder.close()
-        print(nothing_to_resume(folder))
-        return 0
-    stop = threading.Event()
-    previous = _signals(stop)
+    return _report(run_job(job, lambda: _estimator(args, overrides).predictor, report=_reporter(), say=print))
+
+
+def _prefix_logging(prefix: str) -> None:
+    """Log lines of this rank start with `[rank r]`; it logs warnings and errors only (rank 0 talks)."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(f"{prefix}%(message)s"))
+    logging.getLogger("grapepose").setLevel(logging.WARNING)
+
+
+def _run_sharded(args: argparse.Namespace, job: PredictJob, overrides: list[str]) -> int:
+    """`predict` as one rank of a torchrun job: rank 0 prints the job's outcome (and exits with the status one
+    process would have); the other ranks print only their own error lines, prefixed `[rank r]`."""
+    from grapepose.predict_job.shard import Shard
+    from grapepose.predict_job.sharded import run_sharded
+
+    shard = Shard(args.device)
+    prefix = f"[rank {shard.rank}] " if shard.rank else ""
+    if shard.rank:
+        _prefix_logging(prefix)
     try:
-        report = _reporter()
-        sources, failures = expand_sources(specs, skip_outputs_in=args.out)
-        todo = None
-        if resume:
-            from grapepose.io.resume import start_resumed
-
-            todo, said = start_resumed(folder, sources, track=args.track)
-            if said:
-                print(said)
-        estimator = _estimator(args, overrides)
-        for message in failures:
-            report(message)
-        summary = run_predict(estimator, sources, _options(args), report=report, journal=folder, stop=stop,
-                              part=todo)  # fmt: skip
-        for s in previous:  # writing results.json takes milliseconds: let it finish
-            signal.signal(s, signal.SIG_IGN)
-        webcam = any(s.kind == "webcam" for s in sources)  # Ctrl-C is how a webcam run ends: nothing to resume
-        try:
-            stopped = summary.interrupted and not webcam
-            results = folder.finish(sources=sources, keep_journal=stopped or bool(summary.fatal))
-        except OutputError as e:
-            raise OutputError(f"{summary.fatal}; {e}" if summary.fatal else str(e)) from None
+        outcome = run_sharded(job, shard, lambda: _estimator(args, overrides, device=shard.device).predictor,
+                              report=_reporter(prefix), say=print)  # fmt: skip
+    except GrapeposeError as e:
+        if shard.rank == 0:
+            raise
+        print(f"{prefix}grapepose predict: error: {e}", file=sys.stderr)  # e.g. rank 0 is gone
+        return 2
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-        folder.close()
-    if summary.fatal:
-        raise OutputError(f"{summary.fatal}; the {folder.frames} frames finished before are in {folder.results_path} "
-                          "(--resume does the rest)")  # fmt: skip
-    return _outcome(
-        args, stop, frames=summary.frames, inputs=len(todo if todo is not None else sources) - len(summary.failures),
-        seconds=summary.seconds,
-        people=len(results), results_path=folder.results_path, drawn=len(summary.written),
-        failures=failures + summary.failures, interrupted=summary.interrupted, saved=folder.frames, webcam=webcam,
-    )  # fmt: skip
+        shard.close()
+    return 0 if outcome is None else _report(outcome)
 
 
-def _outcome(
-    args: argparse.Namespace, stop: threading.Event, *, frames: int, inputs: int, seconds: float, people: int,
-    results_path: Any, drawn: int, failures: list[str], interrupted: bool, webcam: bool = False, ranks: str = "",
-    saved: int | None = None,
-) -> int:
-    """Print the summary line (and the failures) of a finished run; its exit status."""
+def _report(outcome: PredictOutcome) -> int:
+    """Print the summary line (and the failures) of a finished job; its exit status."""
+    if outcome.finished_before:
+        print(f"{outcome.results_path}: the earlier run in {outcome.out_dir} went to its end; nothing to resume")
+        return 0
+    frames, seconds = outcome.frames, outcome.seconds
     rate = frames / seconds if seconds > 0 else 0.0
+    counts = " + ".join(map(str, outcome.rank_frames))
+    ranks = f" on {len(outcome.rank_frames)} ranks ({counts})" if outcome.rank_frames else ""
     print(
-        f"{frames} frames from {inputs} inputs in {seconds:.1f} s ({rate:.2f} img/s){ranks}, {people} people -> "
-        f"{results_path}" + (f", {drawn} drawn files in {args.out}" if drawn else "")
+        f"{frames} frames from {outcome.inputs} inputs in {seconds:.1f} s ({rate:.2f} img/s){ranks}, "
+        f"{outcome.people} people -> {outcome.results_path}"
+        + (f", {outcome.drawn} drawn files in {outcome.out_dir}" if outcome.drawn else "")
     )
-    if interrupted:
-        how = "SIGTERM" if getattr(stop, "signum", signal.SIGINT) == signal.SIGTERM else "Ctrl-C"
-        rest = "" if webcam else " (--resume does the rest)"
-        print(f"grapepose predict: stopped by {how}; the {frames if saved is None else saved} finished frames are in "
-              f"{results_path}{rest}", file=sys.stderr)  # fmt: skip
-    if failures:
-        print(f"grapepose predict: {len(failures)} input(s) failed:", file=sys.stderr)
-        for message in failures:
+    if outcome.stopped_by is not None:
+        how = "SIGTERM" if outcome.stopped_by == signal.SIGTERM else "Ctrl-C"
+        rest = "" if outcome.webcam else " (--resume does the rest)"
+        print(f"grapepose predict: stopped by {how}; the {outcome.saved} finished frames are in "
+              f"{outcome.results_path}{rest}", file=sys.stderr)  # fmt: skip
+    if outcome.failures:
+        print(f"grapepose predict: {len(outcome.failures)} input(s) failed:", file=sys.stderr)
+        for message in outcome.failures:
             print(f"  {message}", file=sys.stderr)
         return 1
-    if interrupted and getattr(stop, "signum", None) == signal.SIGTERM:
+    if outcome.stopped_by == signal.SIGTERM:
         return 143
-    return 130 if interrupted and not webcam else 0
+    return 130 if outcome.stopped_by is not None and not outcome.webcam else 0

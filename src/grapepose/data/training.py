@@ -8,12 +8,12 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from grapepose.backbones import IMAGENET_MEAN, IMAGENET_STD
 from grapepose.config import DataConfig
 from grapepose.data.augment import Augmentation, Augmented
 from grapepose.data.sample import Sample
 from grapepose.data.targets import Targets, build_targets
 from grapepose.errors import ConfigError, DataError
-from grapepose.io.files import IMAGENET_MEAN, IMAGENET_STD
 from grapepose.keypoints import KeypointSpec
 
 __all__ = ["SampleSource", "TrainingDataset"]

@@ -69,8 +69,7 @@ def calibration_images(
 
 def _network_inputs(images: Sequence[np.ndarray], config: Config) -> list[np.ndarray]:
     """Each image as the network sees it at scale 1: `[1, 3, H, W]` normalised float32."""
-    from grapepose.inference.preprocess import image_transform, warp_image
-    from grapepose.io.files import normalize_images
+    from grapepose.inference.preprocess import image_transform, normalize_images, warp_image
 
     out = []
     for img in images:

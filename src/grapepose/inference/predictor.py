@@ -21,9 +21,9 @@ from grapepose.errors import ConfigError, DataError, GrapeposeError
 from grapepose.inference.decode import decode
 from grapepose.inference.images import as_items, image_array
 from grapepose.inference.precision import Precision, predictor_precision
-from grapepose.inference.preprocess import ImageTransform, flip_shift, image_transform, warp_image
+from grapepose.inference.preprocess import ImageTransform, flip_shift, image_transform, normalize_images, warp_image
 from grapepose.inference.result import Poses
-from grapepose.io.files import normalize_images, read_image
+from grapepose.io.files import read_image
 from grapepose.keypoints import KeypointSpec, keypoint_spec
 from grapepose.limits import MAX_MEGAPIXELS
 from grapepose.utils.device import resolve_device

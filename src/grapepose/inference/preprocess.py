@@ -19,9 +19,13 @@ import cv2
 import numpy as np
 import torch
 
+from grapepose.backbones import IMAGENET_MEAN, IMAGENET_STD
 from grapepose.errors import DataError
 
-__all__ = ["ImageTransform", "INPUT_MULTIPLE", "MAX_INPUT_SIDE", "image_transform", "warp_image", "flip_shift"]
+__all__ = [
+    "ImageTransform", "INPUT_MULTIPLE", "MAX_INPUT_SIDE", "image_transform", "warp_image", "normalize_images",
+    "flip_shift",
+]  # fmt: skip
 
 # GrapeNet accepts multiples of 32 (its coarsest HRNet branch is 1/32 and the transformer runs on
 # the 1/8 grid), as the reference, which feeds its scale-0.5 inputs at half a multiple of 64.
@@ -119,6 +123,14 @@ def warp_image(
     """
     h, w = transform.canvas_size(scale, multiple)
     return cv2.warpAffine(image, transform.matrix(scale), (w, h), flags=cv2.INTER_LINEAR)
+
+
+def normalize_images(images: torch.Tensor) -> torch.Tensor:
+    """Map uint8 RGB `[B, 3, H, W]` (or `[3, H, W]`) to float ImageNet-normalised input of the same shape."""
+    x = images.float() / 255.0
+    mean = x.new_tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = x.new_tensor(IMAGENET_STD).view(3, 1, 1)
+    return (x - mean) / std
 
 
 def flip_shift(images: torch.Tensor, shift: int) -> torch.Tensor:

@@ -1,8 +1,9 @@
-"""Files in and out: image files and atomic output (`files`), inputs of `predict` (`sources`),
-videos (`video`) and the predict loop (`runner`).
+"""Files in and out: image files and atomic output (`files`), the inputs of `predict` (`sources`),
+videos (`video`) and the names of drawn outputs (`drawings`). The predict job that uses them is
+`grapepose.predict_job`.
 
 Names are imported lazily: `from grapepose.io.files import read_image` loads OpenCV and NumPy only,
-never the predict loop.
+never the predict job.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -26,17 +26,11 @@ from grapepose.errors import DataError, GrapeposeError
 from grapepose.io.image_header import header_size
 from grapepose.limits import MAX_MEGAPIXELS, too_many_pixels
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
 __all__ = [
-    "IMAGE_SUFFIXES", "IMAGENET_MEAN", "IMAGENET_STD", "as_rgb_uint8", "atomic_path", "atomic_save",
-    "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "check_output_path", "normalize_images",
-    "read_image", "why_not_a_file", "write_image",
+    "IMAGE_SUFFIXES", "as_rgb_uint8", "atomic_path", "atomic_save", "atomic_write_bytes", "atomic_write_json",
+    "atomic_write_text", "check_output_path", "read_image", "why_not_a_file", "write_image",
 ]  # fmt: skip
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -131,14 +125,6 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     elif a.shape[2] == 4:
         a = a[..., :3]
     return np.ascontiguousarray(a)
-
-
-def normalize_images(images: torch.Tensor) -> torch.Tensor:
-    """Map uint8 RGB `[B, 3, H, W]` (or `[3, H, W]`) to float ImageNet-normalised input of the same shape."""
-    x = images.float() / 255.0
-    mean = x.new_tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = x.new_tensor(IMAGENET_STD).view(3, 1, 1)
-    return (x - mean) / std
 
 
 def write_image(path: str | os.PathLike[str], image: np.ndarray, trailer: bytes = b"") -> None:

@@ -12,7 +12,6 @@ import logging
 import os
 import queue
 import threading
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Literal, TypeVar
 from grapepose.io.drawings import is_drawing
 from grapepose.io.files import IMAGE_SUFFIXES, why_not_a_file
 
-__all__ = ["Source", "ImageIds", "expand_sources", "plain_number", "prefetch", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
+__all__ = ["Source", "expand_sources", "plain_number", "prefetch", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
@@ -196,26 +195,3 @@ def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
                 q.get(timeout=0.05)
             except queue.Empty:
                 pass
-
-
-class ImageIds:
-    """COCO image ids: an image named by a number (COCO/CrowdPose style) keeps it; others count up."""
-
-    def __init__(self, sources: list[Source], warn: bool = True) -> None:
-        numbered = [s for s in sources if s.kind == "image" and plain_number(s.stem) is not None]
-        counts = Counter(plain_number(s.stem) for s in numbered)
-        self.reserved = {n for n, c in counts.items() if c == 1}
-        shared = [s for s in numbered if counts[plain_number(s.stem)] > 1]
-        if shared and warn:  # e.g. a/001.jpg and b/001.jpg: one id for two images would merge them in evaluation
-            log.warning("%d images share a numbered name with another input (first: %s): they get fresh image ids",
-                        len(shared), shared[0])  # fmt: skip
-        self.next = 0
-
-    def __call__(self, src: Source) -> int:
-        number = plain_number(src.stem) if src.kind == "image" else None
-        if number is not None and number in self.reserved:
-            return number
-        while self.next in self.reserved:
-            self.next += 1
-        self.next += 1
-        return self.next - 1

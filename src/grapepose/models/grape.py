@@ -116,7 +116,7 @@ class GrapeNet(nn.Module):
         """Run the network.
 
         Args:
-            images: [B, 3, H, W] float, normalised with `normalize_images`; H, W multiples of 32.
+            images: [B, 3, H, W] float, normalised with `inference.preprocess.normalize_images`; H, W multiples of 32.
 
         Returns:
             `GrapeOutput` with maps on the [h, w] = [H/4, W/4] grid: heatmaps [B, K+1, h, w],

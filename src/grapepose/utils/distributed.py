@@ -4,7 +4,7 @@ joining and leaving its process group, and the few collectives the trainer needs
 `torchrun` sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT; a process without them
 is a world of one and needs no process group. The variables are read here only (`torchrun_env`), so
 a bad value is the same one-line `ConfigError` on every command. It lives in `utils`, beside the
-device resolver, because training (`engine`) and the predict job (`io`) both use it.
+device resolver, because training (`engine`) and the predict job (`predict_job`) both use it.
 """
 
 from __future__ import annotations

@@ -4,14 +4,14 @@ import cv2
 import numpy as np
 import pytest
 
-import grapepose.io.runner as runner
+import grapepose.predict_job.runner as runner
 from torch import nn
 
 from grapepose.config import TestConfig as Cfg
 from grapepose.errors import DataError
 from grapepose.inference import Poses, Predictor
 from grapepose.io import Source
-from grapepose.io.runner import PredictOptions, run_predict
+from grapepose.predict_job.runner import PredictOptions, run_predict
 from grapepose.keypoints import COCO_KEYPOINTS
 
 

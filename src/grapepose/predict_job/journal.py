@@ -4,11 +4,15 @@ and the final `results.json` written from the journal.
 The journal (`results.jsonl`) gets one JSON line per finished image or video frame, flushed and
 fsynced after every batch, so a run killed at any moment (SIGKILL, power loss, full disk) keeps
 every batch it finished. Each line names its input (`source`, the input's index), and a finished
-video adds a line of its own (`done`), so a later run can resume (`grapepose.io.resume`).
+video adds a line of its own (`done`), so a later run can resume (`grapepose.predict_job.resume`).
 `results.json` is written atomically from it at the end (also after Ctrl-C or SIGTERM, and after a
 write error); the journal is removed when the run went to its end and kept otherwise, for
 `--resume`. An existing `results.json` or an unfinished journal is never replaced unless
 `overwrite` (or `resume`) is set: the run stops with one line before any work.
+
+Image ids are given here (`ImageIds`): a one-process run numbers its frames as they finish, and
+`merge_lines` numbers the lines of several journals (torchrun ranks, a resumed run) again over the
+whole job, since no rank knows the frame counts of the inputs before its own.
 """
 
 from __future__ import annotations
@@ -16,24 +20,25 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from grapepose.errors import GrapeposeError
 from grapepose.io.files import atomic_write_json, atomic_write_text
-from grapepose.io.sources import ImageIds
+from grapepose.io.sources import Source, plain_number
 from grapepose.utils.process import process_alive, this_host
 
-__all__ = ["OutputFolder", "OutputError", "read_journal", "read_journal_lines", "merge_lines", "part_name",
-           "LOCK_NAME", "JOURNAL_NAME", "RESULTS_NAME", "PART_GLOB"]  # fmt: skip
+__all__ = ["OutputFolder", "OutputError", "ImageIds", "read_journal", "read_journal_lines", "merge_lines",
+           "part_name", "LOCK_NAME", "JOURNAL_NAME", "RESULTS_NAME", "PART_GLOB"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".grapepose-predict.lock"
 JOURNAL_NAME = "results.jsonl"
 RESULTS_NAME = "results.json"
-PART_GLOB = "results.rank*.jsonl"  # the journals of the ranks of a torchrun job (grapepose.io.shard)
+PART_GLOB = "results.rank*.jsonl"  # the journals of the ranks of a torchrun job (grapepose.predict_job.shard)
 
 
 def part_name(rank: int) -> str:
@@ -43,6 +48,30 @@ def part_name(rank: int) -> str:
 
 class OutputError(GrapeposeError):
     """An output could not be written, or the folder is taken: one line naming the path."""
+
+
+class ImageIds:
+    """COCO image ids, given to finished frames in input order: an image named by a number
+    (COCO/CrowdPose style) keeps it; other images and video frames take the next free id."""
+
+    def __init__(self, sources: Sequence[Source], warn: bool = True) -> None:
+        numbered = [s for s in sources if s.kind == "image" and plain_number(s.stem) is not None]
+        counts = Counter(plain_number(s.stem) for s in numbered)
+        self.reserved = {n for n, c in counts.items() if c == 1}
+        shared = [s for s in numbered if counts[plain_number(s.stem)] > 1]
+        if shared and warn:  # e.g. a/001.jpg and b/001.jpg: one id for two images would merge them in evaluation
+            log.warning("%d images share a numbered name with another input (first: %s): they get fresh image ids",
+                        len(shared), shared[0])  # fmt: skip
+        self.next = 0
+
+    def __call__(self, src: Source) -> int:
+        number = plain_number(src.stem) if src.kind == "image" else None
+        if number is not None and number in self.reserved:
+            return number
+        while self.next in self.reserved:
+            self.next += 1
+        self.next += 1
+        return self.next - 1
 
 
 def _journal_line(raw: bytes) -> dict[str, Any] | None:
@@ -87,16 +116,15 @@ def read_journal(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [entry for line in read_journal_lines(path) for entry in line.get("results", ())]
 
 
-def merge_lines(lines: list[dict[str, Any]], sources: Sequence[Any]) -> tuple[list[dict[str, Any]], int]:
+def merge_lines(lines: list[dict[str, Any]], sources: Sequence[Source]) -> tuple[list[dict[str, Any]], int]:
     """The COCO results of journal lines, as one uninterrupted process would have written them, and their frame count.
 
     Lines are put in input order (a video's frames stay in theirs) and the image ids are given again
-    over all the inputs, the way `run_predict` gives them: a numbered image keeps its number, every
-    other finished image or frame takes the next free id. Lines of another run's part (a torchrun
-    rank, an earlier run that was resumed) merge the same way.
+    over all the inputs (`ImageIds`), as one process gives them while its frames finish. Lines of
+    several journals (torchrun ranks, an earlier run that was resumed) merge the same way.
     """
     frames = sorted((line for line in lines if "results" in line), key=lambda line: line["source"])  # stable
-    image_id = ImageIds(list(sources), warn=False)
+    image_id = ImageIds(sources, warn=False)
     results: list[dict[str, Any]] = []
     for line in frames:
         iid = image_id(sources[line["source"]])
@@ -237,13 +265,13 @@ class OutputFolder:
             raise OutputError(f"{self.path}: cannot write ({e.strerror or e})") from None
         self.frames = sum("results" in line for line in kept or [])
 
-    def add(self, entries: list[dict[str, Any]], **where: Any) -> None:
+    def add(self, entries: list[dict[str, Any]], **where: int | str) -> None:
         """Append one finished frame (`where`: image_id, file_name or video and frame)."""
         assert self._file is not None, "OutputFolder.open() first"
         self._file.write(json.dumps({**where, "results": entries}) + "\n")
         self.frames += 1
 
-    def mark_done(self, **where: Any) -> None:
+    def mark_done(self, **where: int | str) -> None:
         """Record that an input (a video: `source`, `video`) was read to its end."""
         assert self._file is not None, "OutputFolder.open() first"
         self._file.write(json.dumps({**where, "done": True}) + "\n")
@@ -254,14 +282,14 @@ class OutputFolder:
             self._file.flush()
             os.fsync(self._file.fileno())
 
-    def finish(self, results: list[dict[str, Any]] | None = None, sources: Sequence[Any] | None = None,
+    def finish(self, results: list[dict[str, Any]] | None = None, sources: Sequence[Source] | None = None,
                keep_journal: bool = False) -> list[dict[str, Any]]:  # fmt: skip
         """Write `results.json` from the journal (or `results`, merged parts) atomically, then remove the journal.
 
         Args:
             results: the entries to write (default: the journal's).
-            sources: the run's inputs: the journal's lines are merged in input order with the image
-                ids one uninterrupted run gives (`merge_lines`; needed after a resumed run).
+            sources: the job's inputs, when the journal holds the lines of more than one run (a
+                resumed run): they are merged in input order and numbered again (`merge_lines`).
             keep_journal: leave the journal for a later `--resume` (the run did not go to its end).
 
         Raises:

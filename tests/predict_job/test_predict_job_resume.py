@@ -9,8 +9,8 @@ import pytest
 
 from grapepose.cli.main import main
 from grapepose.errors import GrapeposeError
-from grapepose.io.journal import OutputFolder
-from grapepose.io.resume import resume_plan
+from grapepose.predict_job.journal import OutputFolder
+from grapepose.predict_job.resume import resume_plan
 from grapepose.io.sources import Source
 
 J = Path("out/results.jsonl")
@@ -146,7 +146,7 @@ class _Camera:
 
 
 def test_a_webcam_run_ended_by_ctrl_c_leaves_nothing_to_resume(tmp_path, tiny_checkpoint, capsys, monkeypatch):
-    import grapepose.io.runner as runner
+    import grapepose.predict_job.runner as runner
 
     monkeypatch.setattr(runner, "VideoReader", _Camera)
     args = ["predict", "0", "--out", str(tmp_path), "--weights", str(tiny_checkpoint), "--device", "cpu",
@@ -162,7 +162,7 @@ def test_a_webcam_run_ended_by_ctrl_c_leaves_nothing_to_resume(tmp_path, tiny_ch
 def test_a_full_disk_when_the_resumed_journal_is_written_is_one_line_and_keeps_the_old_one(tmp_path, monkeypatch):
     import errno
 
-    import grapepose.io.journal as journal_mod
+    import grapepose.predict_job.journal as journal_mod
 
     old = json.dumps(_image(0, "1.jpg")) + "\n"
     (tmp_path / "results.jsonl").write_text(old)

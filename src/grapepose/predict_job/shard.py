@@ -23,11 +23,18 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from grapepose.errors import GrapeposeError
-from grapepose.io.journal import JOURNAL_NAME, OutputError, OutputFolder, merge_lines, part_name, read_journal_lines
 from grapepose.io.sources import Source
+from grapepose.predict_job.journal import (
+    JOURNAL_NAME,
+    OutputError,
+    OutputFolder,
+    merge_lines,
+    part_name,
+    read_journal_lines,
+)
 
 __all__ = ["Shard", "PartJournal", "plan", "merge_parts", "HEARTBEAT_TIMEOUT_S"]
 
@@ -36,6 +43,8 @@ log = logging.getLogger(__name__)
 HEARTBEAT_PERIOD_S = 0.5
 HEARTBEAT_TIMEOUT_S = 60.0  # a rank silent this long (a lost machine; a dead process is seen at once) is gone
 SETUP_TIMEOUT_S = 1800.0  # the other ranks wait this long for rank 0 to expand the inputs
+
+T = TypeVar("T")
 
 
 def _weight(src: Source, max_frames: int) -> int:
@@ -142,8 +151,8 @@ class Shard:
         self._error: str | None = None
         self._thread: threading.Thread | None = None
 
-    def broadcast(self, obj: Any) -> Any:
-        """Rank 0's `obj` on every rank."""
+    def broadcast(self, obj: T) -> T:
+        """Rank 0's `obj` on every rank (the others pass a placeholder, e.g. None)."""
         import torch.distributed as dist
 
         box = [obj]
@@ -180,11 +189,11 @@ class Shard:
             self._thread.join()
         return self._error
 
-    def gather(self, obj: Any) -> list[Any] | None:
+    def gather(self, obj: T) -> list[T] | None:
         """Every rank's `obj` on rank 0 (None elsewhere); call after `wait_all` returned None."""
         import torch.distributed as dist
 
-        out: list[Any] | None = [None] * self.world if self.rank == 0 else None
+        out: list[Any] | None = [None] * self.world if self.rank == 0 else None  # filled by gather_object
         try:
             dist.gather_object(obj, out, dst=0)
         except RuntimeError as e:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -24,11 +23,15 @@ from tqdm import tqdm
 from grapepose.errors import GrapeposeError
 from grapepose.io.drawings import DRAWING_MARK, drawing_paths, drawing_suffix, output_stems
 from grapepose.io.files import read_image, write_image
-from grapepose.io.journal import OutputError
-from grapepose.io.sources import ImageIds, Source
+from grapepose.io.sources import Source
 from grapepose.io.video import VideoReader, VideoWriter
 from grapepose.limits import MAX_MEGAPIXELS
+from grapepose.predict_job.journal import ImageIds, OutputError, OutputFolder
+from grapepose.predict_job.stop import StopRequest
 from grapepose.tracking import PoseTracker
+
+if TYPE_CHECKING:  # pragma: no cover
+    from grapepose.inference import Poses, Predictor
 
 __all__ = ["PredictOptions", "PredictSummary", "OutputError", "run_predict"]
 
@@ -63,11 +66,18 @@ class PredictOptions:
     max_megapixels: float = MAX_MEGAPIXELS
 
 
-@dataclass
+@dataclass(frozen=True)
 class PredictSummary:
-    """Outcome of a run: COCO results of the frames that finished and one line per failed input.
+    """What one run of the loop did.
 
-    `fatal` is set when an output could not be written and the run stopped early.
+    Attributes:
+        results: the COCO entries of every finished frame, in input order.
+        failures: one line per failed input (the run went on without it).
+        written: the drawn files.
+        frames: finished frames.
+        seconds: the run's wall time.
+        interrupted: stopped early by Ctrl-C or SIGTERM.
+        fatal: stopped early because an output could not be written (the line saying so).
     """
 
     results: list[dict[str, Any]] = field(default_factory=list)
@@ -87,7 +97,7 @@ class _Unit:
         self.writers: list[VideoWriter] = []
         self.paths: list[Path] = []
 
-    def add(self, frame: np.ndarray, poses: Any) -> None:
+    def add(self, frame: np.ndarray, poses: Poses) -> None:
         if not self.opts.draw:
             return
         thr = self.opts.min_joint_score
@@ -170,35 +180,38 @@ def _frames(sources: list[Source], max_frames: int) -> Iterator[_Frame]:
 
 
 def run_predict(
-    estimator: Any, sources: list[Source], opts: PredictOptions, report: Callable[[str], None] = log.error,
-    journal: Any = None, stop: threading.Event | None = None, part: Sequence[int] | None = None,
+    predictor: Predictor, sources: list[Source], opts: PredictOptions, report: Callable[[str], None] = log.error,
+    journal: OutputFolder | None = None, stop: StopRequest | None = None, part: Sequence[int] | None = None,
 ) -> PredictSummary:
     """Predict poses for every input and write results as frames finish.
 
     Args:
-        estimator: a `PoseEstimator` or a `Predictor` (anything with `iter_predict`, `batch_size`, `spec`).
+        predictor: the model and its test procedure (`PoseEstimator.predictor`).
         sources: inputs from `expand_sources`.
         opts: what to write.
         report: called with one line per failed input, as it happens.
-        journal: receives `add(entries, image_id=, file_name= | video=, frame=, source=)` for every
-            finished frame (`source`: the input's index in `sources`), `mark_done(source=, video=)`
-            when a video was read to its end, and `sync()` after every batch (a
-            `grapepose.io.journal.OutputFolder`).
-        stop: when set (by a signal handler), the run stops after the frame in hand, keeping it.
-        part: run only these indices of `sources` (a torchrun rank's share, `grapepose.io.shard`,
-            or what a resumed run has left to do). Output names still come from all of `sources`;
-            the image ids are given again over all of them when the journals are merged.
+        journal: gets every finished frame (`add`, with `source`: the input's index in `sources`), a
+            `mark_done` line when a video was read to its end, and `sync()` after every batch.
+        stop: once set (by a signal), the run stops after the frame in hand, keeping it.
+        part: run only these indices of `sources` (a torchrun rank's share, `grapepose.predict_job.shard`,
+            or what a resumed run has left to do). Output names still come from all of `sources`.
+            The image ids count the frames of this run; where the journals of several runs or ranks
+            make one `results.json`, `merge_lines` gives them again over the whole job.
 
     Returns:
         The summary; `results` holds the COCO entries of every finished frame, in input order.
     """
-    predictor = getattr(estimator, "predictor", estimator)
-    summary = PredictSummary()
+    results: list[dict[str, Any]] = []
+    failures: list[str] = []
+    written: list[Path] = []
+    frames = 0
+    interrupted = False
+    fatal: str | None = None
     stems = output_stems(sources, opts.out_dir) if opts.draw else {s: s.stem for s in sources}
     image_id = ImageIds(sources)
     units: dict[Source, _Unit] = {}
     failed: set[Source] = set()
-    trackers: dict[Any, PoseTracker] = {}
+    trackers: dict[int | Source, PoseTracker] = {}
     bs = max(1, int(predictor.batch_size))
     position = {s: i for i, s in enumerate(sources)}
     if part is not None:
@@ -208,14 +221,14 @@ def run_predict(
         failed.add(src)
         unit = units.pop(src, None)
         if unit is not None:  # frames finished before the fault stay (a playable partial video)
-            summary.written.extend(unit.close())
-        summary.failures.append(message)
+            written.extend(unit.close())
+        failures.append(message)
         report(message)
 
     def finish(src: Source) -> None:
         unit = units.pop(src, None)
         if unit is not None:
-            summary.written.extend(unit.close())
+            written.extend(unit.close())
 
     def sync() -> None:
         if journal is not None:
@@ -236,7 +249,7 @@ def run_predict(
     try:
         for frame, image, poses in stream:
             if stop is not None and stop.is_set():
-                summary.interrupted = True
+                interrupted = True
                 break
             src = frame.src
             if video is not None and video is not src:
@@ -259,28 +272,28 @@ def run_predict(
                 key = src.group if src.kind == "image" else src
                 tracker = trackers.setdefault(key, PoseTracker(predictor.spec.sigmas))
                 poses.track_ids = tracker.update(poses.keypoints)
-            extra: dict[str, Any] = {"file_name": src.name}
-            if src.kind != "image":
-                extra = {"video": src.name, "frame": frame.index}
-            iid = image_id(src)
-            entries = poses.to_coco(iid, **extra)
             unit = units.setdefault(src, _Unit(src, stems[src], opts))
             try:
                 unit.add(image, poses)
             except OutputError as e:
-                summary.fatal = str(e)
+                fatal = str(e)
                 break
             except GrapeposeError as e:
                 fail(src, f"{src}: cannot write output ({e})")
                 continue
+            extra: dict[str, Any] = {"file_name": src.name}
+            if src.kind != "image":
+                extra = {"video": src.name, "frame": frame.index}
+            iid = image_id(src)  # once the frame is kept: the ids are those `merge_lines` gives its lines
+            entries = poses.to_coco(iid, **extra)
             if journal is not None:
                 try:
                     journal.add(entries, image_id=iid, **extra, source=position[src])
                 except OSError as e:
-                    summary.fatal = f"{journal.path}: cannot write ({e.strerror or e})"
+                    fatal = f"{journal.path}: cannot write ({e.strerror or e})"
                     break
-            summary.results.extend(entries)
-            summary.frames += 1
+            results.extend(entries)
+            frames += 1
             bar.update(1)
             if src.kind == "image":
                 finish(src)
@@ -296,9 +309,9 @@ def run_predict(
                 video_done(video)
 
     except KeyboardInterrupt:  # Ctrl-C / SIGTERM: what finished so far is kept
-        summary.interrupted = True
+        interrupted = True
     except OSError as e:
-        summary.fatal = f"{getattr(e, 'filename', None) or opts.out_dir}: cannot write ({e.strerror or e})"
+        fatal = f"{getattr(e, 'filename', None) or opts.out_dir}: cannot write ({e.strerror or e})"
     finally:
         stream.close()
         bar.close()
@@ -306,10 +319,10 @@ def run_predict(
             try:
                 finish(src)
             except OSError as e:
-                summary.fatal = summary.fatal or f"{src}: cannot finish its output ({e.strerror or e})"
+                fatal = fatal or f"{src}: cannot finish its output ({e.strerror or e})"
         try:
             sync()
         except OSError as e:
-            summary.fatal = summary.fatal or f"{journal.path}: cannot write ({e.strerror or e})"
-    summary.seconds = time.perf_counter() - start
-    return summary
+            assert journal is not None  # only a journal syncs
+            fatal = fatal or f"{journal.path}: cannot write ({e.strerror or e})"
+    return PredictSummary(results, failures, written, frames, time.perf_counter() - start, interrupted, fatal)

@@ -5,14 +5,14 @@ import json
 import cv2
 import numpy as np
 import pytest
-from test_io_runner import FakeReader, StandIn
+from test_predict_job_runner import FakeReader, StandIn
 
-import grapepose.io.runner as runner
+import grapepose.predict_job.runner as runner
 from grapepose.errors import GrapeposeError
 from grapepose.io import Source
-from grapepose.io.journal import OutputFolder, part_name
-from grapepose.io.runner import PredictOptions, run_predict
-from grapepose.io.shard import PartJournal, merge_parts, plan
+from grapepose.predict_job.journal import OutputFolder, part_name
+from grapepose.predict_job.runner import PredictOptions, run_predict
+from grapepose.predict_job.shard import PartJournal, merge_parts, plan
 
 
 def _images(n, group=0):

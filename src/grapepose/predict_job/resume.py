@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from grapepose.io.journal import OutputError, OutputFolder
 from grapepose.io.sources import Source
+from grapepose.predict_job.journal import OutputError, OutputFolder
 
-__all__ = ["resume_plan", "start_resumed", "nothing_to_resume"]
+__all__ = ["resume_plan", "start_resumed"]
 
 
 def _name(line: dict[str, Any]) -> str | None:
@@ -74,11 +74,6 @@ def resume_plan(
             if not members <= done:
                 done -= members
     return [line for line in unique if line["source"] in done], done
-
-
-def nothing_to_resume(folder: OutputFolder) -> str:
-    """The line `--resume` prints when the earlier run in `folder` went to its end."""
-    return f"{folder.results_path}: the earlier run in {folder.out_dir} went to its end; nothing to resume"
 
 
 def start_resumed(folder: OutputFolder, sources: Sequence[Source], track: bool = False) -> tuple[list[int], str]:

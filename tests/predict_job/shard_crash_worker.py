@@ -10,7 +10,7 @@ import os
 import sys
 
 from grapepose.cli.main import main
-from grapepose.io import shard
+from grapepose.predict_job import shard
 
 if __name__ == "__main__":
     crash_rank, argv = int(sys.argv[1]), sys.argv[2:]
