@@ -42,11 +42,7 @@ ALLOWED_PRIVATE: set[tuple[str, str]] = {
     ("grapepose.cli._predict_shard", "grapepose.cli.predict._resume_flag"),
     ("grapepose.cli._predict_shard", "grapepose.cli.predict._signals"),
 }
-ALLOWED_PACKAGE_EDGES: set[tuple[str, str]] = {
-    # The OpenVINO runtime: export converts what inference runs (work in progress on `--precision`).
-    ("grapepose.export", "grapepose.inference"),
-    ("grapepose.inference", "grapepose.export"),
-}
+ALLOWED_PACKAGE_EDGES: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

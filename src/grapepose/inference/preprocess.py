@@ -20,8 +20,11 @@ import numpy as np
 import torch
 
 from grapepose.errors import DataError
+from grapepose.io.files import normalize_images
 
-__all__ = ["ImageTransform", "INPUT_MULTIPLE", "MAX_INPUT_SIDE", "image_transform", "warp_image", "flip_shift"]
+__all__ = [
+    "ImageTransform", "INPUT_MULTIPLE", "MAX_INPUT_SIDE", "image_transform", "warp_image", "flip_shift", "network_input",
+]  # fmt: skip
 
 # GrapeNet accepts multiples of 32 (its coarsest HRNet branch is 1/32 and the transformer runs on
 # the 1/8 grid), as the reference, which feeds its scale-0.5 inputs at half a multiple of 64.
@@ -119,6 +122,13 @@ def warp_image(
     """
     h, w = transform.canvas_size(scale, multiple)
     return cv2.warpAffine(image, transform.matrix(scale), (w, h), flags=cv2.INTER_LINEAR)
+
+
+def network_input(image: np.ndarray, base_size: int) -> np.ndarray:
+    """An RGB uint8 `[H, W, 3]` image as the network sees it at scale 1: `[1, 3, h, w]` normalised float32."""
+    t = image_transform(image.shape[0], image.shape[1], base_size)
+    x = torch.from_numpy(warp_image(image, t, 1.0)[None]).permute(0, 3, 1, 2)
+    return np.ascontiguousarray(normalize_images(x).numpy())
 
 
 def flip_shift(images: torch.Tensor, shift: int) -> torch.Tensor:
