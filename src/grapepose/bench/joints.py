@@ -44,18 +44,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from grapepose.api import PoseEstimator
     from grapepose.bench._timing import time_calls
     from grapepose.errors import GrapeposeError
-    from grapepose.evaluation import (
-        annotated_images,
-        check_ground_truth,
-        detect_kind,
-        load_annotation,
-        read_image_as_stored,
-    )
+    from grapepose.evaluation import ground_truth_images, read_image_as_stored
     from grapepose.evaluation.joints import JointSamples
 
-    ann = load_annotation(args.ann)
-    gt = check_ground_truth(ann, args.ann, detect_kind(args.ann, ann))  # before the model is loaded
-    images = annotated_images(ann, args.data, args.ann)[: args.limit]
+    gt, images = ground_truth_images(args.ann, args.data, limit=args.limit)
     est = PoseEstimator.from_pretrained(args.weights, device=args.device, preset=args.preset,
                                         overrides=opt.flag_overrides(args), batch_size=args.batch_size)  # fmt: skip
     if est.spec.num_keypoints != gt.num_keypoints:
