@@ -1,4 +1,4 @@
-"""`--precision` on predict, evaluate, serve and bench predict: parsed once, read by the one resolver.
+"""`--precision` on predict, evaluate, serve and bench predict/forward: parsed once, read by the one resolver.
 
 The CPU is simulated without bf16 instructions, so each command must stop with the resolver's line
 (exit 2) when asked for bf16; and the thread-wait default set at start-up.
@@ -32,25 +32,28 @@ def _commands(tiny_checkpoint, shared_data, tmp_path) -> dict[str, list[str]]:
         "evaluate": ["evaluate", "--weights", ckpt, "--data", str(coco), "--ann", str(coco / "test_coco.json")],
         "serve": ["serve", "--weights", ckpt, "--port", "0"],
         "bench": ["bench", "predict", "--preset", "crowdpose_w18s", "--size", "64", "--iters", "1", "--no-flip"],
+        "bench forward": ["bench", "forward", "--preset", "crowdpose_w18s", "--size", "64", "--iters", "1"],
     }
 
 
-@pytest.mark.parametrize("command", ["predict", "evaluate", "serve", "bench"])
+@pytest.mark.parametrize("command", ["predict", "evaluate", "serve", "bench", "bench forward"])
 def test_unsupported_precision_stops_every_command_in_one_line(
     command, no_bf16_cpu, tiny_checkpoint, shared_data, tmp_path, capsys
 ):
     argv = _commands(tiny_checkpoint, shared_data, tmp_path)[command]
     assert main([*argv, "--device", "cpu", "--precision", "bf16"]) == 2
-    name = "bench" if command == "bench" else command
+    name = "bench" if command.startswith("bench") else command
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"grapepose {name}: error: {LINE}"
 
 
-def test_flag_writes_test_dtype_and_keeps_the_old_spelling():
+def test_flag_writes_test_dtype_in_one_spelling():
     p = argparse.ArgumentParser()
     opt.add_precision(p)
     assert opt.flag_overrides(p.parse_args(["--precision", "int8"])) == ['test.dtype="int8"']
-    assert opt.flag_overrides(p.parse_args(["--dtype", "fp32"])) == ['test.dtype="fp32"']
+    assert opt.flag_overrides(p.parse_args(["--precision", "fp32"])) == ['test.dtype="fp32"']
     assert opt.flag_overrides(p.parse_args([])) == []
+    with pytest.raises(SystemExit):  # the older `--dtype` is gone
+        p.parse_args(["--dtype", "fp32"])
 
 
 def test_bad_precision_is_a_parse_error(capsys):

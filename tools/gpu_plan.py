@@ -73,30 +73,30 @@ TINY_MODEL = ["model.d_model=32", "model.dim_feedforward=64", "model.nhead=2", "
 
 # `grapepose bench TOPIC ARGS`, most important first (docs/DESIGN.md, "Reference speed": forward b1/b32, train b16).
 GPU_BENCH = [
-    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "1", "--dtype", "bf16", "--channels-last",
-     "--device", "cuda", "--iters", "20", "--warmup", "5"],
-    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "32", "--dtype", "bf16", "--channels-last",
-     "--device", "cuda", "--iters", "10", "--warmup", "3"],
-    ["train", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "16", "--dtype", "bf16", "--device", "cuda",
-     "--steps", "10", "--warmup", "3"],
-    ["predict", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "1", "--dtype", "bf16", "--device", "cuda",
-     "--iters", "10"],
+    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "1", "--precision", "bf16",
+     "--channels-last", "--device", "cuda", "--iters", "20", "--warmup", "5"],
+    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "32", "--precision", "bf16",
+     "--channels-last", "--device", "cuda", "--iters", "10", "--warmup", "3"],
+    ["train", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "16", "--precision", "bf16",
+     "--device", "cuda", "--steps", "10", "--warmup", "3"],
+    ["predict", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "1", "--precision", "bf16",
+     "--device", "cuda", "--iters", "10"],
     ["decode", "--device", "cuda", "--batch-size", "1", "--iters", "10"],
-    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "16", "--dtype", "bf16", "--channels-last",
-     "--device", "cuda", "--iters", "10", "--warmup", "3"],
-    ["forward", "--preset", "coco_w18s", "--size", "512", "--batch-size", "1", "--dtype", "bf16", "--channels-last",
+    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "16", "--precision", "bf16",
+     "--channels-last", "--device", "cuda", "--iters", "10", "--warmup", "3"],
+    ["forward", "--preset", "coco_w18s", "--size", "512", "--batch-size", "1", "--precision", "bf16", "--channels-last",
      "--device", "cuda", "--iters", "20", "--warmup", "5"],
-    ["forward", "--preset", "coco_w18s", "--size", "512", "--batch-size", "32", "--dtype", "bf16", "--channels-last",
-     "--device", "cuda", "--iters", "10", "--warmup", "3"],
-    ["train", "--preset", "coco_w18s", "--size", "384", "--batch-size", "32", "--dtype", "bf16", "--device", "cuda",
+    ["forward", "--preset", "coco_w18s", "--size", "512", "--batch-size", "32", "--precision", "bf16",
+     "--channels-last", "--device", "cuda", "--iters", "10", "--warmup", "3"],
+    ["train", "--preset", "coco_w18s", "--size", "384", "--batch-size", "32", "--precision", "bf16", "--device", "cuda",
      "--steps", "10", "--warmup", "3"],
-    ["predict", "--preset", "coco_w18s", "--size", "512", "--batch-size", "1", "--dtype", "bf16", "--device", "cuda",
-     "--iters", "10"],
-    ["predict", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "16", "--dtype", "bf16", "--device", "cuda",
-     "--iters", "5"],
+    ["predict", "--preset", "coco_w18s", "--size", "512", "--batch-size", "1", "--precision", "bf16",
+     "--device", "cuda", "--iters", "10"],
+    ["predict", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "16", "--precision", "bf16",
+     "--device", "cuda", "--iters", "5"],
     ["decode", "--device", "cuda", "--batch-size", "16", "--iters", "5"],
-    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "1", "--dtype", "fp16", "--channels-last",
-     "--device", "cuda", "--iters", "20", "--warmup", "5"],
+    ["forward", "--preset", "crowdpose_w32", "--size", "512", "--batch-size", "1", "--precision", "fp16",
+     "--channels-last", "--device", "cuda", "--iters", "20", "--warmup", "5"],
 ]  # fmt: skip
 # docs/DESIGN.md, Reference speed: the reference's own figures on an H100 (fp16), compared in summary.json.
 REFERENCE_H100 = {"forward_b1_images_per_s": 21.0, "forward_b1_fp16_images_per_s": 21.0,
@@ -147,7 +147,7 @@ def dry_bench_plan(plan: list[list[str]]) -> list[list[str]]:
     The flags are the GPU plan's, with small values; the bench job also parses every GPU entry.
     """
     small = {"--size": "64", "--batch-size": "1", "--iters": "1", "--warmup": "0", "--steps": "1",
-             "--device": "cpu", "--dtype": "fp32"}  # fmt: skip
+             "--device": "cpu", "--precision": "fp32"}  # fmt: skip
     out = []
     for topic in dict.fromkeys(argv[0] for argv in plan):
         entries = [argv for argv in plan if argv[0] == topic]

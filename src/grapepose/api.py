@@ -134,7 +134,7 @@ class PoseEstimator:
         """
         from grapepose.export.onnx import CONFIG_KEY
         from grapepose.export.quantize import PRECISION_KEY, onnx_metadata
-        from grapepose.export.runtime import OnnxModel
+        from grapepose.inference.onnx_runtime import OnnxModel
         from grapepose.inference.precision import resolve_precision
         from grapepose.models import config_from_json
         from grapepose.utils.device import resolve_device
@@ -157,7 +157,7 @@ class PoseEstimator:
             wanted = "fp32"  # an fp32 file runs as exported (onnxruntime) unless bf16 is asked for
         precision = resolve_precision(wanted, device, file_precision=stored, key="precision")
         if precision.runtime == "openvino":
-            from grapepose.export.openvino import OpenVinoModel
+            from grapepose.inference.openvino import OpenVinoModel
 
             model = OpenVinoModel(path, precision.name, file_config)
         elif precision.name != "fp32" or model is None:

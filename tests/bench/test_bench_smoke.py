@@ -51,3 +51,20 @@ def test_bench_train_keeps_freed_memory_like_the_trainer(flag, heap, capsys, mon
     assert main(["bench", "train", *TINY["train"], *([flag] if flag else [])]) == 0
     figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert figures["malloc"] == heap and len(calls) == (heap == "retained")
+
+
+@pytest.mark.parametrize("topic", ["forward", "predict", "train", "serve", "joints", "decode", "targets", "loader"])
+def test_topics_that_run_the_network_share_one_precision_flag(topic, capsys):
+    from grapepose.config import PRECISIONS
+
+    assert main(["bench", topic, "--help"]) == 0
+    usage = " ".join(capsys.readouterr().out.split())
+    runs_network = topic in ("forward", "predict", "train", "serve", "joints")
+    assert ("[--precision {" + ",".join(PRECISIONS) + "}]" in usage) == runs_network
+    assert "--dtype" not in usage
+
+
+def test_bench_train_refuses_int8_in_one_line(capsys):
+    assert main(["bench", "train", *TINY["train"], "--precision", "int8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "grapepose bench: error: precision int8 is for inference only; training runs auto, fp32, bf16, fp16"

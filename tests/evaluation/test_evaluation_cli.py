@@ -74,7 +74,7 @@ def test_modes_set_the_test_config(mode):
         assert cfg.flip is False and cfg.scales == (1.0,)
     else:
         assert cfg.flip and cfg.scales == (0.5, 1.0, 2.0) and cfg.dtype == "fp16"
-    flags = ["--no-flip", "--scales", "1", "2", "--base-size", "256", "--dtype", "fp32"]
+    flags = ["--no-flip", "--scales", "1", "2", "--base-size", "256", "--precision", "fp32"]
     cfg = _test_config("evaluate", "--ann", "a", "--mode", mode, *flags)
     assert (cfg.flip, cfg.scales, cfg.base_size, cfg.dtype) == (False, (1.0, 2.0), 256, "fp32")
 

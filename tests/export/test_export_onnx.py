@@ -8,7 +8,7 @@ from torch import nn
 from grapepose.cli.main import main
 from grapepose.errors import CheckpointError, GrapeposeError
 from grapepose.export.onnx import export_onnx
-from grapepose.export.runtime import OnnxModel
+from grapepose.inference.onnx_runtime import OnnxModel
 from grapepose.models import AdaptiveBlock, GrapeOutput, load_model
 from grapepose.models.kernels import use_kernels
 

@@ -68,7 +68,7 @@ def _check_close(got: GrapeOutput, ref: GrapeOutput, tol: float) -> None:
 @pytest.mark.slow
 @needs_bf16
 def test_bf16_close_to_fp32_and_converted_once(tiny):
-    from grapepose.export.openvino import OpenVinoModel, cache_dir, openvino_ir, openvino_module
+    from grapepose.inference.openvino import OpenVinoModel, cache_dir, openvino_ir, openvino_module
 
     model, x = tiny
     ir = openvino_ir(model)
@@ -87,12 +87,13 @@ def test_bf16_close_to_fp32_and_converted_once(tiny):
 def int8_files(tiny, tmp_path_factory):
     """The tiny net quantized on two synthetic scenes (the slow part: an ONNX export), and a third to test on."""
     from grapepose.export.quantize import calibration_images, quantize_int8
-    from grapepose.inference.preprocess import normalize_images
+    from grapepose.inference.preprocess import network_input, normalize_images
 
     model, _ = tiny
     images, about = calibration_images(None, count=3, size=64)
     folder = tmp_path_factory.mktemp("int8")
-    path = quantize_int8(model, folder / "tiny.int8.onnx", images[:2], about=about)
+    inputs = [network_input(im, model.config.test.base_size) for im in images[:2]]
+    path = quantize_int8(model, folder / "tiny.int8.onnx", inputs, about=about)
     x = normalize_images(torch.from_numpy(images[2]).permute(2, 0, 1)[None])  # the network input `predict` makes
     return path, x
 
@@ -101,7 +102,7 @@ def int8_files(tiny, tmp_path_factory):
 @needs_vnni
 def test_int8_file_round_trip(tiny, int8_files):
     from grapepose import PoseEstimator
-    from grapepose.export.openvino import OpenVinoModel
+    from grapepose.inference.openvino import OpenVinoModel
     from grapepose.export.quantize import CALIBRATION_KEY, PRECISION_KEY, onnx_metadata
 
     model, _ = tiny

@@ -13,8 +13,15 @@ import cv2
 import numpy as np
 import torch
 
+from grapepose.cli.main import main
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 FAST = ["--set", "test.base_size=64", "--no-flip", "--score-thr", "0", "--device", "cpu", "--batch-size", "1"]
+
+
+def run_predict(*args: object, weights: object) -> int:
+    """`grapepose predict ARGS --weights W` with `FAST`'s settings, in this process (its exit code)."""
+    return main(["predict", *map(str, args), "--weights", str(weights), *FAST])
 
 
 def tiny_images(folder: Path, n: int, size: int = 48) -> list[Path]:

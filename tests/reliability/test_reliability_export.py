@@ -55,7 +55,7 @@ def test_onnx_file_with_a_corrupt_config_is_one_line(tmp_path, shared_data, caps
     assert fails(argv, capsys) == (2, f"grapepose predict: error: {message}")
     assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "earlier work"
     from grapepose.errors import CheckpointError
-    from grapepose.export.runtime import OnnxModel
+    from grapepose.inference.onnx_runtime import OnnxModel
 
     with pytest.raises(CheckpointError) as e:  # the API says the same
         OnnxModel(path)
@@ -76,7 +76,7 @@ class _Tiny(nn.Module):
 
 def test_successful_export_is_quiet(tmp_path, caplog, capfd):
     from grapepose.export.onnx import export_onnx
-    from grapepose.export.runtime import OnnxModel
+    from grapepose.inference.onnx_runtime import OnnxModel
 
     caplog.set_level(logging.INFO)  # what `grapepose export` shows
     torch.manual_seed(0)

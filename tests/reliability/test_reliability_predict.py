@@ -12,31 +12,14 @@ import signal
 import cv2
 import numpy as np
 import pytest
-from _predict_helpers import FAST, results, start_predict, tiny_images, wait_for_lines
+from _predict_helpers import FAST, results, run_predict, start_predict, tiny_images, wait_for_lines
 from PIL import Image
 
-import grapepose.cli.predict as predict_cli
 import grapepose.predict_job.journal as journal_mod
 import grapepose.predict_job.runner as runner_mod
-from grapepose.api import PoseEstimator
-from grapepose.cli.main import main
 from grapepose.predict_job.journal import read_journal, read_journal_lines
 
-
-@pytest.fixture(scope="module")
-def _loaded(tiny_checkpoint):
-    return PoseEstimator.from_pretrained(tiny_checkpoint, device="cpu", batch_size=1,
-                                         overrides=["test.base_size=64", "test.flip=false"])  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _load_once(_loaded, monkeypatch):
-    """In-process runs reuse one loaded model (loading is most of a tiny run's time); subprocesses load theirs."""
-    monkeypatch.setattr(predict_cli, "_estimator", lambda args, overrides: _loaded)
-
-
-def _predict(*args, weights):
-    return main(["predict", *map(str, args), "--weights", str(weights), *FAST])
+pytestmark = pytest.mark.usefixtures("predict_loads_once")  # conftest.py
 
 
 def _no_leftovers(out):
@@ -50,19 +33,19 @@ def _drawn(out):
 def test_rerun_into_a_finished_out_is_refused_before_any_work(tmp_path, tiny_checkpoint, capsys):
     images = tiny_images(tmp_path / "in", 3)
     out = tmp_path / "out"
-    assert _predict(*images, "--out", out, weights=tiny_checkpoint) == 0
+    assert run_predict(*images, "--out", out, weights=tiny_checkpoint) == 0
     before = (out / "results.json").read_text()
     assert {r["file_name"] for r in json.loads(before)} == {"000.png", "001.png", "002.png"}
     capsys.readouterr()
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    assert _predict(broken, "--out", out, weights=tiny_checkpoint) == 2
+    assert run_predict(broken, "--out", out, weights=tiny_checkpoint) == 2
     assert capsys.readouterr().err == (
         f"grapepose predict: error: {out / 'results.json'}: results of an earlier run are there; "
         "pass --overwrite to replace them, or choose another --out\n"
     )
     assert (out / "results.json").read_text() == before  # 3 images' people not replaced by []
-    assert _predict(images[0], "--out", out, "--overwrite", weights=tiny_checkpoint) == 0
+    assert run_predict(images[0], "--out", out, "--overwrite", weights=tiny_checkpoint) == 0
     assert {r["file_name"] for r in results(out)} == {"000.png"}
     _no_leftovers(out)
 
@@ -73,7 +56,7 @@ def test_a_concurrent_run_into_the_same_out_is_refused(tmp_path, tiny_checkpoint
     proc = start_predict([str(tmp_path / "in"), "--out", str(out), "--weights", str(tiny_checkpoint), *FAST], tmp_path)
     try:
         wait_for_lines(out / "results.jsonl", 1, proc)
-        assert _predict(images[0], "--out", out, "--overwrite", weights=tiny_checkpoint) == 2
+        assert run_predict(images[0], "--out", out, "--overwrite", weights=tiny_checkpoint) == 2
         assert capsys.readouterr().err == (
             f"grapepose predict: error: {out}: another grapepose predict (pid {proc.pid}) is writing into this "
             f"folder; wait for it or choose another --out (if no such run exists, delete {out / '.grapepose-predict.lock'})\n"
@@ -114,11 +97,11 @@ def _resume_completes(inputs, out, weights, done, total):
     inputs = inputs if isinstance(inputs, list) else [inputs]
     drawn_before = {p.name: p.stat().st_mtime_ns for p in out.glob("*_pose.*")}
     assert len(drawn_before) == done
-    assert _predict(*inputs, "--out", out, "--resume", weights=weights) == 0
+    assert run_predict(*inputs, "--out", out, "--resume", weights=weights) == 0
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*_pose.*") if p.name in drawn_before} == drawn_before
     assert len(_drawn(out)) == total  # the finished drawings were not made again, the others were
     again = out.parent / "uninterrupted"
-    assert _predict(*inputs, "--out", again, weights=weights) == 0
+    assert run_predict(*inputs, "--out", again, weights=weights) == 0
     assert (out / "results.json").read_text() == (again / "results.json").read_text()
     _no_leftovers(out)
 
@@ -133,7 +116,7 @@ def test_kill_9_keeps_the_journal_and_the_next_run_says_so(tmp_path, tiny_checkp
     kept = read_journal(out / "results.jsonl")
     assert len({r["file_name"] for r in kept}) >= 2  # fsynced per batch: the finished images are there
     assert (out / ".grapepose-predict.lock").read_text().split()[0] == str(proc.pid)
-    assert _predict(tmp_path / "in", "--out", out, weights=tiny_checkpoint) == 2
+    assert run_predict(tmp_path / "in", "--out", out, weights=tiny_checkpoint) == 2
     assert capsys.readouterr().err == (
         f"grapepose predict: error: {out / 'results.jsonl'}: unfinished results of an earlier run that was stopped "
         "are there; pass --resume to continue it, --overwrite to replace them, or choose another --out\n"
@@ -166,7 +149,7 @@ def test_a_full_disk_on_a_drawing_is_one_line_and_keeps_what_finished(tmp_path, 
     out = tmp_path / "out"
     real_write = runner_mod.write_image
     _full_disk_after(2, monkeypatch, runner_mod, "write_image")
-    assert _predict(*images, "--out", out, weights=tiny_checkpoint) == 2
+    assert run_predict(*images, "--out", out, weights=tiny_checkpoint) == 2
     assert capsys.readouterr().err == (
         f"grapepose predict: error: {out / '002_pose.png'}: cannot write (No space left on device); "
         f"the 2 frames finished before are in {out / 'results.json'} (--resume does the rest)\n"
@@ -181,7 +164,7 @@ def test_a_full_disk_on_results_json_keeps_the_journal(tmp_path, tiny_checkpoint
     images = tiny_images(tmp_path / "in", 3)
     out = tmp_path / "out"
     _full_disk_after(0, monkeypatch, journal_mod, "atomic_write_json")
-    assert _predict(*images, "--out", out, weights=tiny_checkpoint) == 2
+    assert run_predict(*images, "--out", out, weights=tiny_checkpoint) == 2
     assert capsys.readouterr().err == (
         f"grapepose predict: error: {out / 'results.json'}: cannot write (No space left on device); "
         f"the 3 finished frames are in {out / 'results.jsonl'}\n"
@@ -194,7 +177,7 @@ def test_a_full_disk_on_results_json_keeps_the_journal(tmp_path, tiny_checkpoint
 def test_same_numbered_name_in_two_folders_gets_two_image_ids(tmp_path, tiny_checkpoint, caplog):
     a, b = tiny_images(tmp_path / "a", 2), tiny_images(tmp_path / "b", 1)
     out = tmp_path / "out"
-    assert _predict(tmp_path / "a", tmp_path / "b", "--out", out, weights=tiny_checkpoint) == 0
+    assert run_predict(tmp_path / "a", tmp_path / "b", "--out", out, weights=tiny_checkpoint) == 0
     ids = {}
     for r in results(out):
         ids.setdefault(r["image_id"], set()).add(r["file_name"])
@@ -206,9 +189,9 @@ def test_same_numbered_name_in_two_folders_gets_two_image_ids(tmp_path, tiny_che
 def test_out_equal_to_the_input_folder_does_not_reread_drawings(tmp_path, tiny_checkpoint, caplog):
     folder = tmp_path / "photos"
     tiny_images(folder, 2)
-    assert _predict(folder, "--out", folder, weights=tiny_checkpoint) == 0
+    assert run_predict(folder, "--out", folder, weights=tiny_checkpoint) == 0
     assert _drawn(folder) == ["000_pose.png", "001_pose.png"]
-    assert _predict(folder, "--out", folder, "--overwrite", weights=tiny_checkpoint) == 0
+    assert run_predict(folder, "--out", folder, "--overwrite", weights=tiny_checkpoint) == 0
     assert f"{folder}: skipped 2 drawings of an earlier run (000_pose.png, ...): --out is this input folder" in caplog.text
     assert {r["file_name"] for r in results(folder)} == {"000.png", "001.png"}
     assert _drawn(folder) == ["000_pose.png", "001_pose.png"]  # no 000_pose_pose.png
@@ -219,11 +202,11 @@ def test_dangling_symlinks_are_named(tmp_path, tiny_checkpoint, capsys, caplog):
     tiny_images(folder, 1)
     (folder / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
     out = tmp_path / "out"
-    assert _predict(folder, "--out", out, weights=tiny_checkpoint) == 0
+    assert run_predict(folder, "--out", out, weights=tiny_checkpoint) == 0
     assert f"{folder / 'gone.jpg'}: skipped: broken symbolic link (its target {tmp_path / 'deleted.jpg'} does not exist)" \
         in caplog.text  # fmt: skip
     capsys.readouterr()
-    assert _predict(folder / "gone.jpg", "--out", tmp_path / "out2", weights=tiny_checkpoint) == 1
+    assert run_predict(folder / "gone.jpg", "--out", tmp_path / "out2", weights=tiny_checkpoint) == 1
     err = capsys.readouterr().err
     line = f"{folder / 'gone.jpg'}: broken symbolic link (its target {tmp_path / 'deleted.jpg'} does not exist)"
     assert err.splitlines() == [f"grapepose predict: error: {line}", "grapepose predict: 1 input(s) failed:", f"  {line}"]
@@ -235,7 +218,7 @@ def test_an_animated_gif_is_a_clip(tmp_path, tiny_checkpoint):
     folder.mkdir()
     frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
     out = tmp_path / "out"
-    assert _predict(folder, "--out", out, weights=tiny_checkpoint) == 0
+    assert run_predict(folder, "--out", out, weights=tiny_checkpoint) == 0
     assert {r["frame"] for r in results(out)} <= {0, 1, 2, 3} and {r["video"] for r in results(out)} == {"anim.gif"}
     cap = cv2.VideoCapture(str(out / "anim_pose.mp4"))
     n = 0

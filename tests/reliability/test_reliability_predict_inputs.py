@@ -16,33 +16,17 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-from _predict_helpers import FAST, results
+from _predict_helpers import results, run_predict
 from PIL import Image
 
-import grapepose.cli.predict as predict_cli
 import grapepose.inference.predictor as predictor_mod
 from grapepose.api import PoseEstimator
-from grapepose.cli.main import main
 from grapepose.errors import DataError
 from grapepose.io.drawings import is_drawing
 from grapepose.io.files import read_image
 from grapepose.limits import MAX_MEGAPIXELS
 
-
-@pytest.fixture(scope="module")
-def _loaded(tiny_checkpoint):
-    return PoseEstimator.from_pretrained(tiny_checkpoint, device="cpu", batch_size=1,
-                                         overrides=["test.base_size=64", "test.flip=false"])  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def _load_once(_loaded, monkeypatch):
-    """In-process runs reuse one loaded model (loading is most of a tiny run's time)."""
-    monkeypatch.setattr(predict_cli, "_estimator", lambda args, overrides: _loaded)
-
-
-def _predict(*args, weights):
-    return main(["predict", *map(str, args), "--weights", str(weights), *FAST])
+pytestmark = pytest.mark.usefixtures("predict_loads_once")  # conftest.py
 
 
 def _image(path, size, value=None):
@@ -77,7 +61,7 @@ def test_a_pixel_bomb_is_one_failed_input_and_the_run_goes_on(tmp_path, tiny_che
     small, gray = _image(tmp_path / "small.jpg", 48), _image(tmp_path / "gray.png", 40, value=128)
     bomb = png_bomb(tmp_path / "bomb.png")
     out = tmp_path / "out"
-    assert _predict(small, bomb, gray, "--out", out, weights=tiny_checkpoint) == 1
+    assert run_predict(small, bomb, gray, "--out", out, weights=tiny_checkpoint) == 1
     line = f"{bomb}: 100000x100000 pixels (10000.0 MP) exceeds the {MAX_MEGAPIXELS:g} megapixel limit"
     assert _lines(capsys.readouterr().err) == [
         f"grapepose predict: error: {line}", "grapepose predict: 1 input(s) failed:", f"  {line}",
@@ -86,11 +70,11 @@ def test_a_pixel_bomb_is_one_failed_input_and_the_run_goes_on(tmp_path, tiny_che
     assert sorted(p.name for p in out.glob("*_pose.*")) == ["gray_pose.png", "small_pose.jpg"]
     # the limit is a flag: an image within the default is refused below a lower one
     capsys.readouterr()
-    assert _predict(small, "--out", tmp_path / "out2", "--max-megapixels", "0.002", weights=tiny_checkpoint) == 1
+    assert run_predict(small, "--out", tmp_path / "out2", "--max-megapixels", "0.002", weights=tiny_checkpoint) == 1
     assert _lines(capsys.readouterr().err)[-1] == f"  {small}: 48x48 pixels (0.0 MP) exceeds the 0.002 megapixel limit"
 
 
-def test_the_api_and_the_service_refuse_a_bomb_with_the_same_limit_and_words(tmp_path, _loaded):
+def test_the_api_and_the_service_refuse_a_bomb_with_the_same_limit_and_words(tmp_path, loaded_estimator):
     """Before: the API raised the raw cv2.error; the service had a limit of its own (40 MP)."""
     from grapepose.serve.errors import HTTPError
     from grapepose.serve.images import decode_image
@@ -99,16 +83,16 @@ def test_the_api_and_the_service_refuse_a_bomb_with_the_same_limit_and_words(tmp
     bomb = png_bomb(tmp_path / "bomb.png", 20_000, 20_000)
     reason = f"20000x20000 pixels (400.0 MP) exceeds the {MAX_MEGAPIXELS:g} megapixel limit"
     with pytest.raises(DataError) as e:
-        _loaded(bomb)
+        loaded_estimator(bomb)
     assert str(e.value) == f"{bomb}: {reason}"
     with pytest.raises(HTTPError) as h:
         decode_image(bomb.read_bytes(), ServeSettings().max_megapixels, "request body")
     assert (h.value.status, h.value.message) == (413, f"request body: {reason}")
     # one bad file in a list costs only itself; the limit is an argument
     photo = _image(tmp_path / "photo.png", 48)
-    assert [type(r).__name__ for r in _loaded.predictor.iter_predict([photo, bomb, photo])] == ["Poses", "DataError",
+    assert [type(r).__name__ for r in loaded_estimator.predictor.iter_predict([photo, bomb, photo])] == ["Poses", "DataError",
                                                                                                 "Poses"]  # fmt: skip
-    strict = PoseEstimator(_loaded.model, _loaded.config, device="cpu", max_megapixels=0.002)
+    strict = PoseEstimator(loaded_estimator.model, loaded_estimator.config, device="cpu", max_megapixels=0.002)
     with pytest.raises(DataError) as e:
         strict(photo)
     assert str(e.value) == f"{photo}: 48x48 pixels (0.0 MP) exceeds the 0.002 megapixel limit"
@@ -167,7 +151,7 @@ def test_a_file_too_large_for_any_image_within_the_limit_is_not_read(tmp_path):
     assert str(e.value) == f"{big}: a file of 17 MB is larger than any image within the 0.0001 megapixel limit"
 
 
-def test_the_read_ahead_is_bounded_in_bytes(_loaded, monkeypatch):
+def test_the_read_ahead_is_bounded_in_bytes(loaded_estimator, monkeypatch):
     """Before: `2 * batch_size` decoded images were read ahead whatever their size (5.7 GB for three
     20000 x 20000 PNGs); now reading stops at READ_AHEAD_BYTES and large images make smaller batches."""
     one = 64 * 64 * 3
@@ -180,15 +164,15 @@ def test_the_read_ahead_is_bounded_in_bytes(_loaded, monkeypatch):
         state["most"] = max(state["most"], state["read"] - state["handed"])
         return np.full((64, 64, 3), i, np.uint8)
 
-    real = _loaded.predictor._predict_loaded
+    real = loaded_estimator.predictor._predict_loaded
 
     def counted(loaded):
         batches.append(len(loaded))
         return real(loaded)
 
-    monkeypatch.setattr(_loaded.predictor, "_predict_loaded", counted)
+    monkeypatch.setattr(loaded_estimator.predictor, "_predict_loaded", counted)
     got = []
-    for item, image, poses in _loaded.predictor.iter_predict(range(12), batch_size=6, reader=reader, with_inputs=True):
+    for item, image, poses in loaded_estimator.predictor.iter_predict(range(12), batch_size=6, reader=reader, with_inputs=True):
         state["handed"] += 1
         got.append((item, int(image[0, 0, 0]), type(poses).__name__))
     assert got == [(i, i, "Poses") for i in range(12)]
@@ -202,12 +186,12 @@ def test_a_superscript_digit_is_a_name_not_a_number(tmp_path, tiny_checkpoint, c
     """Before: `ValueError: invalid literal for int()` ('²'.isdigit() is true)."""
     sup, numbered = _image(tmp_path / "².jpg", 48), _image(tmp_path / "7.jpg", 40)
     out = tmp_path / "out"
-    assert _predict(sup, numbered, "--out", out, weights=tiny_checkpoint) == 0
+    assert run_predict(sup, numbered, "--out", out, weights=tiny_checkpoint) == 0
     ids = {r["file_name"]: r["image_id"] for r in results(out)}
     assert ids == {"².jpg": 0, "7.jpg": 7}  # a numbered image keeps its number, the other counts up
     capsys.readouterr()
     monkeypatch.chdir(tmp_path)
-    assert _predict("²", "--out", tmp_path / "out2", weights=tiny_checkpoint) == 1
+    assert run_predict("²", "--out", tmp_path / "out2", weights=tiny_checkpoint) == 1
     assert _lines(capsys.readouterr().err)[-1] == "  ²: no such file or folder"  # not a webcam index
 
 
@@ -215,7 +199,7 @@ def test_a_name_the_file_system_refuses_costs_only_itself(tmp_path, tiny_checkpo
     """Before: `OSError: [Errno 36] File name too long` ended the whole run with a traceback."""
     photo = _image(tmp_path / "a.jpg", 48)
     long_name = "1" * 300
-    assert _predict(photo, long_name, "--out", tmp_path / "out", weights=tiny_checkpoint) == 1
+    assert run_predict(photo, long_name, "--out", tmp_path / "out", weights=tiny_checkpoint) == 1
     assert _lines(capsys.readouterr().err)[-1] == f"  {long_name}: File name too long"
     assert {r["file_name"] for r in results(tmp_path / "out")} == {"a.jpg"}
 
@@ -232,7 +216,7 @@ def test_scales_are_bounded_as_in_the_service(tmp_path, tiny_checkpoint, capsys,
     from grapepose.serve.schemas import ServeSettings, parse_options
 
     image = _image(tmp_path / "in" / "a.jpg", 48)
-    assert _predict(image, "--out", tmp_path / "out", "--scales", *scales, weights=tiny_checkpoint) == 2
+    assert run_predict(image, "--out", tmp_path / "out", "--scales", *scales, weights=tiny_checkpoint) == 2
     assert capsys.readouterr().err == f"grapepose predict: error: {message}\n"
     assert not (tmp_path / "out").exists()
     with pytest.raises(HTTPError) as e:  # the service reads the same bound
@@ -243,7 +227,7 @@ def test_scales_are_bounded_as_in_the_service(tmp_path, tiny_checkpoint, capsys,
 def test_the_base_size_is_bounded_too(tmp_path, tiny_checkpoint, capsys):
     """Before: `--base-size 100000` was accepted: a network input of 10^10 pixels."""
     image = _image(tmp_path / "in" / "a.jpg", 48)
-    assert _predict(image, "--out", tmp_path / "out", "--base-size", "100000", weights=tiny_checkpoint) == 2
+    assert run_predict(image, "--out", tmp_path / "out", "--base-size", "100000", weights=tiny_checkpoint) == 2
     assert capsys.readouterr().err == "grapepose predict: error: --base-size must be in [1, 2048], got 100000\n"
     assert not (tmp_path / "out").exists()
 
@@ -257,7 +241,7 @@ def test_resume_skips_a_damaged_journal_line_with_one_warning(tmp_path, tiny_che
     for i, size in enumerate((40, 48, 56)):
         _image(folder / f"{i:03d}.png", size)
     out = tmp_path / "out"
-    assert _predict(folder, "--out", out, weights=tiny_checkpoint) == 0
+    assert run_predict(folder, "--out", out, weights=tiny_checkpoint) == 0
     whole = (out / "results.json").read_text()
     lines = {name: [r for r in json.loads(whole) if r["file_name"] == name] for name in ("000.png", "001.png")}
     journal = b"".join(
@@ -270,7 +254,7 @@ def test_resume_skips_a_damaged_journal_line_with_one_warning(tmp_path, tiny_che
     (out / "002_pose.png").unlink()
     kept = {p.name: p.stat().st_mtime_ns for p in out.glob("*_pose.png")}
     capsys.readouterr()
-    assert _predict(folder, "--out", out, "--resume", weights=tiny_checkpoint) == 0
+    assert run_predict(folder, "--out", out, "--resume", weights=tiny_checkpoint) == 0
     assert f"{out / 'results.jsonl'}: skipped 1 damaged line(s) (line 2); --resume does their inputs again" \
         in caplog.text  # fmt: skip
     said = f"resuming: 2 of 3 inputs (2 frames) finished before, in {out / 'results.jsonl'}\n1 frames from 1 inputs"
@@ -289,7 +273,7 @@ def test_the_same_name_in_three_folders_makes_three_drawings(tmp_path, tiny_chec
     a, b = _image(tmp_path / "a" / "x.png", 40), _image(tmp_path / "b" / "x.png", 48)
     c = _image(tmp_path / "c" / "x_2.png", 56)
     out = tmp_path / "out"
-    assert _predict(a, b, c, "--out", out, weights=tiny_checkpoint) == 0
+    assert run_predict(a, b, c, "--out", out, weights=tiny_checkpoint) == 0
     assert ", 3 drawn files in" in capsys.readouterr().out
     drawn = {p.name: _drawn_size(p) for p in out.glob("*_pose.png")}
     assert drawn == {"x_pose.png": 40, "x_2_pose.png": 48, "x_2_2_pose.png": 56}
@@ -300,7 +284,7 @@ def test_a_photo_named_like_a_drawing_is_never_replaced(tmp_path, tiny_checkpoin
     d = tmp_path / "d"
     a, photo = _image(d / "a.png", 40), _image(d / "a_pose.png", 48)
     before = photo.read_bytes()
-    assert _predict(a, photo, "--out", d, weights=tiny_checkpoint) == 0
+    assert run_predict(a, photo, "--out", d, weights=tiny_checkpoint) == 0
     assert photo.read_bytes() == before
     assert {p.name: _drawn_size(p) for p in d.glob("*_pose*.png") if p != photo} == {
         "a_2_pose.png": 40, "a_pose_pose.png": 48,
@@ -308,7 +292,7 @@ def test_a_photo_named_like_a_drawing_is_never_replaced(tmp_path, tiny_checkpoin
     # nor is a file in --out that is no input and no drawing
     other = tmp_path / "out"
     _image(other / "a_pose.png", 56)
-    assert _predict(a, "--out", other, weights=tiny_checkpoint) == 0
+    assert run_predict(a, "--out", other, weights=tiny_checkpoint) == 0
     assert _drawn_size(other / "a_pose.png") == 56 and _drawn_size(other / "a_2_pose.png") == 40
 
 
@@ -318,13 +302,13 @@ def test_out_as_the_input_folder_tells_drawings_from_photos_by_their_mark(tmp_pa
     _image(d / "a.png", 40)
     photo = _image(d / "a_pose.png", 48)
     before = photo.read_bytes()
-    assert _predict(d, "--out", d, weights=tiny_checkpoint) == 0
+    assert run_predict(d, "--out", d, weights=tiny_checkpoint) == 0
     assert "skipped" not in caplog.text
     assert {r["file_name"] for r in results(d)} == {"a.png", "a_pose.png"}  # the photo is an input
     assert photo.read_bytes() == before and not is_drawing(photo)
     assert is_drawing(d / "a_2_pose.png") and is_drawing(d / "a_pose_pose.png")
     caplog.clear()
-    assert _predict(d, "--out", d, "--overwrite", weights=tiny_checkpoint) == 0
+    assert run_predict(d, "--out", d, "--overwrite", weights=tiny_checkpoint) == 0
     assert f"{d}: skipped 2 drawings of an earlier run (a_2_pose.png, ...): --out is this input folder" in caplog.text
     assert photo.read_bytes() == before
     assert sorted(p.name for p in d.iterdir()) == ["a.png", "a_2_pose.png", "a_pose.png", "a_pose_pose.png",
@@ -348,11 +332,11 @@ def test_links_pipes_and_devices_are_named_for_what_they_are(tmp_path, tiny_chec
         "zero.jpg": "not a regular file (its target /dev/zero is a device)",
     }
     names = sorted(why)
-    assert _predict(*(d / n for n in names), good, "--out", tmp_path / "out", weights=tiny_checkpoint) == 1
+    assert run_predict(*(d / n for n in names), good, "--out", tmp_path / "out", weights=tiny_checkpoint) == 1
     err = _lines(capsys.readouterr().err)
     assert err[-5:] == ["grapepose predict: 4 input(s) failed:", *(f"  {d / n}: {why[n]}" for n in names)]
     assert {r["file_name"] for r in results(tmp_path / "out")} == {"ok.png"}
-    assert _predict(d, "--out", tmp_path / "out2", weights=tiny_checkpoint) == 0  # in a folder: skipped, said why
+    assert run_predict(d, "--out", tmp_path / "out2", weights=tiny_checkpoint) == 0  # in a folder: skipped, said why
     for n in names:
         assert f"{d / n}: skipped: {why[n]}" in caplog.text
     for n in names:  # the Python API says the same

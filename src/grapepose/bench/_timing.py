@@ -1,11 +1,14 @@
-"""The one timing loop of the benchmarks."""
+"""The one timing loop of the benchmarks: every `grapepose bench` topic times its calls with `time_calls`."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 
 @dataclass(frozen=True)
@@ -28,14 +31,14 @@ class Timing:
         return 1000.0 * min(self.calls)
 
 
-def time_calls(fn: Callable[[], Any], iters: int, warmup: int = 0, device: Any = None) -> Timing:
+def time_calls(fn: Callable[[], object], iters: int, warmup: int = 0, device: torch.device | None = None) -> Timing:
     """Call `fn` `warmup` times untimed, then `iters` times timed, one after another.
 
     With a CUDA `device`, the device is synchronised before the timed calls and after each of them (a
     call's time includes its kernels), and its peak-memory counter is reset after the warm-up, so
     `torch.cuda.max_memory_allocated` afterwards covers the timed calls.
     """
-    cuda = device is not None and getattr(device, "type", None) == "cuda"
+    cuda = device is not None and device.type == "cuda"
     if cuda:
         import torch
 

@@ -1,6 +1,8 @@
 """`grapepose bench forward`: network forward images/s, ms/batch and peak memory (random weights).
 
-CUDA runs use autocast for bf16/fp16 and optionally channels_last; CPU runs fp32 (or bf16 autocast).
+`--precision` runs the network as `Predictor` would (`grapepose.inference.precision`): PyTorch with
+autocast (bf16/fp16 on CUDA, optionally channels_last), or on the CPU the OpenVINO module for bf16
+and int8.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="input side, a multiple of 64 (default 512)")
     opt.add_batch_size(p, 1, "images per forward (default 1)", dest="batch")
     opt.add_device(p)
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype (default fp32)")
+    opt.add_precision(p, default="fp32", shown="fp32")
     p.add_argument("--iters", type=opt.int_range(1), default=20, help="timed forwards (default 20)")
     p.add_argument("--warmup", type=opt.int_range(0), default=3, help="untimed forwards first (default 3)")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from grapepose.bench._timing import time_calls
     from grapepose.config import load_config
     from grapepose.errors import ConfigError
+    from grapepose.inference.precision import resolve_precision
     from grapepose.models import build_model
     from grapepose.models.kernels import use_kernels
 
@@ -56,9 +59,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from grapepose.utils.device import resolve_device
 
     device = resolve_device(args.device)
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
-    if dtype is torch.float16 and device.type == "cpu":
-        raise ConfigError("--dtype fp16 needs CUDA; use fp32 or bf16 on CPU")
+    precision = resolve_precision(args.dtype, device, key="precision")
+    if precision.runtime != "torch" and (args.channels_last or args.baseline):
+        raise ConfigError(f"precision {precision.name} on the CPU runs OpenVINO; --channels-last and --baseline "
+                          "are PyTorch settings")  # fmt: skip
     torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True
     rss_before = _peak_rss_bytes()
@@ -67,9 +71,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
+    params = sum(p.numel() for p in model.parameters())
+    if precision.runtime == "openvino":
+        from grapepose.inference.openvino import openvino_module
+
+        model = openvino_module(model, precision.name, base_size=args.size)
+    autocast = precision.runtime == "torch" and precision.name != "fp32"
 
     def forward() -> None:
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with torch.autocast(device.type, dtype=precision.dtype, enabled=autocast):
             model(images)
 
     with torch.inference_mode(), use_kernels("torch") if args.baseline else contextlib.nullcontext():
@@ -77,12 +87,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     elapsed, cpu = timing.seconds, timing.cpu_seconds
     iters = max(args.iters, 1)
     out: dict[str, Any] = {
-        "preset": cfg.name, "device": str(device), "dtype": args.dtype, "channels_last": args.channels_last,
+        "preset": cfg.name, "device": str(device), "precision": precision.name, "runtime": precision.runtime,
+        "dtype": precision.name,  # the older key, read by tools/gpu_plan.py
+        "channels_last": args.channels_last,
         "batch": args.batch, "size": args.size, "iters": args.iters,
         "images_per_s": round(args.batch * args.iters / elapsed, 3) if elapsed > 0 else None,
         "ms_per_batch": round(1000 * elapsed / iters, 2),
         "cpu_ms_per_batch": round(1000 * cpu / iters, 2), "baseline": args.baseline,
-        "params": sum(p.numel() for p in model.parameters()),
+        "params": params,
         "threads": torch.get_num_threads(),
     }  # fmt: skip
     if device.type == "cuda":

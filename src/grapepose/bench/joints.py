@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="OKS at which a prediction matches an annotated person (default 0.5)")
     p.add_argument("--limit", type=opt.int_range(1), metavar="N", help="only the first N images (by id)")
     opt.add_test_flags(p, "the model's config")
+    opt.add_precision(p, shown="the model's config")
     opt.add_device(p)
     opt.add_batch_size(p, 2, "images per forward pass (default 2)")
     opt.add_read_threads(p, 2)
@@ -38,23 +39,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    import time
     from collections import defaultdict
 
     from grapepose.api import PoseEstimator
+    from grapepose.bench._timing import time_calls
     from grapepose.errors import GrapeposeError
-    from grapepose.evaluation import (
-        annotated_images,
-        check_ground_truth,
-        detect_kind,
-        load_annotation,
-        read_image_as_stored,
-    )
+    from grapepose.evaluation import ground_truth_images, read_image_as_stored
     from grapepose.evaluation.joints import JointSamples
 
-    ann = load_annotation(args.ann)
-    gt = check_ground_truth(ann, args.ann, detect_kind(args.ann, ann))  # before the model is loaded
-    images = annotated_images(ann, args.data, args.ann)[: args.limit]
+    gt, images = ground_truth_images(args.ann, args.data, limit=args.limit)
     est = PoseEstimator.from_pretrained(args.weights, device=args.device, preset=args.preset,
                                         overrides=opt.flag_overrides(args), batch_size=args.batch_size)  # fmt: skip
     if est.spec.num_keypoints != gt.num_keypoints:
@@ -63,19 +56,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for a in gt.annotations:
         by_image[a["image_id"]].append(a)
     samples = JointSamples(est.spec.sigmas, args.min_oks)
-    start, skipped = time.perf_counter(), 0
-    stream = est.predictor.iter_predict([im.path for im in images], reader=read_image_as_stored,
-                                        workers=args.read_threads)  # fmt: skip
-    for im, poses in zip(images, stream):
-        if isinstance(poses, GrapeposeError):
-            skipped += 1
-            continue
-        samples.add(poses, by_image[im.id])
+    skipped = 0
+
+    def run_all() -> None:
+        nonlocal skipped
+        stream = est.predictor.iter_predict([im.path for im in images], reader=read_image_as_stored,
+                                            workers=args.read_threads)  # fmt: skip
+        for im, poses in zip(images, stream):
+            if isinstance(poses, GrapeposeError):
+                skipped += 1
+                continue
+            samples.add(poses, by_image[im.id])
+
+    seconds = time_calls(run_all, 1).seconds
     if skipped == len(images):
         raise GrapeposeError(f"none of the {len(images)} images in {args.ann} could be read")
     cfg = est.config.test
     return {
         "weights": str(args.weights), "ann": str(args.ann), "images": len(images) - skipped, "skipped": skipped,
-        "device": str(est.device), "flip": cfg.flip, "scales": list(cfg.scales), "min_oks": args.min_oks,
-        **samples.report(args.min_joint_score), "seconds": round(time.perf_counter() - start, 1),
+        "device": str(est.device), "precision": est.predictor.precision.name, "flip": cfg.flip,
+        "scales": list(cfg.scales), "min_oks": args.min_oks, **samples.report(args.min_joint_score),
+        "seconds": round(seconds, 1),
     }  # fmt: skip

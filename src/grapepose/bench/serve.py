@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     opt.add_preset(p, "model preset, random weights (default coco_w18s)", default="coco_w18s")
     opt.add_weights(p, "a checkpoint instead of the preset's random weights")
     opt.add_device(p, default="cpu")
+    opt.add_precision(p, shown="the model's config")
     p.add_argument("--image", type=Path, default=None, help="JPEG to send (default: a synthetic --size image)")
     p.add_argument("--size", type=int, default=320, help="side of the synthetic image (default 320)")
     p.add_argument("--clients", default="1,8", help="concurrent clients per run, comma-separated (default 1,8)")
@@ -81,10 +82,13 @@ def _drive(port: int, body: bytes, clients: int, requests: int) -> dict[str, Any
         return time_calls(post, n).calls
 
     before = json.loads(_request(port, "GET", "/healthz")[1])
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        latencies = [x for part in pool.map(client, per_client) for x in part]
-    wall = time.perf_counter() - t0
+    latencies: list[float] = []
+
+    def all_clients() -> None:
+        with ThreadPoolExecutor(clients) as pool:
+            latencies.extend(x for part in pool.map(client, per_client) for x in part)
+
+    wall = time_calls(all_clients, 1).seconds
     after = json.loads(_request(port, "GET", "/healthz")[1])
     ms = np.asarray(latencies) * 1000
     batches = after["batches"] - before["batches"]
@@ -121,7 +125,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "grapepose", "-q", "serve", *model, "--host", "127.0.0.1", "--port", str(port),
            "--device", args.device or "auto", "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
            "--max-client-requests", str(max(clients) + 1), "--max-client-connections", str(max(clients) + 1),
-           *args.overrides]  # fmt: skip
+           *(["--precision", args.dtype] if args.dtype else []), *args.overrides]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "server.log"
         with log.open("w") as out:
@@ -139,7 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 proc.kill()
                 proc.wait()
     figures: dict[str, Any] = {
-        "model": args.weights or f"{args.preset} (random weights)", "device": args.device,
+        "model": args.weights or f"{args.preset} (random weights)", "device": args.device, "precision": args.dtype,
         "image_bytes": len(body), "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
         "overrides": list(args.overrides), "runs": runs,
     }  # fmt: skip

@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=opt.int_range(64), default=512,
                    help="input side, a multiple of 64 (default 512)")
     opt.add_device(p)
-    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="train.amp")
+    opt.add_precision(p, default="auto", shown="auto: bf16 on CUDA, else fp32",
+                      help="train.amp: fp32, bf16 or fp16 autocast (int8 is for inference only)")
     p.add_argument("--steps", type=opt.int_range(1), default=20, help="timed steps (default 20)")
     p.add_argument("--warmup", type=opt.int_range(0), default=3, help="untimed steps first (default 3)")
     p.add_argument("--threads", type=opt.int_range(0), default=0, help="CPU threads (0: torch default)")
@@ -65,9 +66,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from grapepose.errors import ConfigError
     from grapepose.models import build_model
     from grapepose.models.kernels import use_kernels
+    from grapepose.utils.device import DTYPE_NAMES
 
     if args.size % 64:
         raise ConfigError(f"--size must be a multiple of 64, got {args.size}")
+    if args.dtype not in DTYPE_NAMES:
+        raise ConfigError(f"precision {args.dtype} is for inference only; training runs {', '.join(DTYPE_NAMES)}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.preset, [f"data.input_size={args.size}", f"data.output_size={args.size // 4}",
@@ -99,7 +103,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         timing = time_calls(step, args.steps, args.warmup, device)
     elapsed, cpu = timing.seconds, timing.cpu_seconds
     out: dict[str, Any] = {
-        "preset": cfg.name, "backbone": cfg.model.backbone, "device": str(device), "dtype": precision.name,
+        "preset": cfg.name, "backbone": cfg.model.backbone, "device": str(device), "precision": precision.name,
+        "dtype": precision.name,  # the older key, read by tools/gpu_plan.py
         "batch": args.batch, "size": args.size, "steps": args.steps,
         "images_per_s": round(args.batch * args.steps / elapsed, 3),
         "ms_per_step": round(1000 * elapsed / max(args.steps, 1), 2),

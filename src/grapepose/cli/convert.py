@@ -39,17 +39,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _read_info(path: str) -> dict[str, object]:
     """The JSON object in `path` (one error line naming the file otherwise)."""
-    import json
-
     from grapepose.errors import GrapeposeError
+    from grapepose.io.files import read_json
 
-    try:
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
-    except FileNotFoundError:
-        raise GrapeposeError(f"{path}: no such file") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise GrapeposeError(f"{path}: not valid JSON ({str(e).splitlines()[0][:200]})") from None
+    info = read_json(path, "--info")
     if not isinstance(info, dict):
         raise GrapeposeError(f"{path}: expected a JSON object, got a {type(info).__name__}")
     return info

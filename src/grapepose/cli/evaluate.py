@@ -80,21 +80,11 @@ def _run_model(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
     from grapepose.api import PoseEstimator
-    from grapepose.evaluation import (
-        annotated_images,
-        check_ground_truth,
-        detect_kind,
-        load_annotation,
-        read_image_as_stored,
-    )
+    from grapepose.evaluation import ground_truth_images, read_image_as_stored
     from grapepose.io.files import atomic_write_json
     from grapepose.utils.distributed import cleanup_distributed, setup_distributed
 
-    ann = load_annotation(args.ann)
-    check_ground_truth(ann, args.ann, args.kind or detect_kind(args.ann, ann))  # before any work
-    images = annotated_images(ann, args.data, args.ann)
-    if args.limit is not None:
-        images = images[: args.limit]
+    _, images = ground_truth_images(args.ann, args.data, args.kind, args.limit)  # before any work
     job = setup_distributed(args.device)
     rank, world = job.rank, job.world_size
     try:

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     form = "DeformConv" if args.deform_op else "standard operators"
     print(f"wrote {path} ({size_mb:.1f} MB, opset {opset}, {form}) in {took:.1f} s")
     if args.check:
-        from grapepose.export.runtime import OnnxModel
+        from grapepose.inference.onnx_runtime import OnnxModel
 
         x = torch.randn(1, 3, *args.size, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
@@ -98,10 +98,12 @@ def _export_int8(model: Any, args: argparse.Namespace) -> int:
     import numpy as np
 
     from grapepose.export.quantize import calibration_images, quantize_int8
+    from grapepose.inference.preprocess import network_input
 
-    images, about = calibration_images(args.calibrate, args.calibration_images, size=model.config.test.base_size)
+    size = model.config.test.base_size
+    images, about = calibration_images(args.calibrate, args.calibration_images, size=size)
     start = time.perf_counter()
-    path = quantize_int8(model, args.out, images, about=about)
+    path = quantize_int8(model, args.out, [network_input(im, size) for im in images], about=about)
     size_mb = path.stat().st_size / 1e6
     print(f"wrote {path} ({size_mb:.1f} MB, int8 convolutions, calibrated on {about}) in "
           f"{time.perf_counter() - start:.1f} s")  # fmt: skip

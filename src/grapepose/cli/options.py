@@ -214,19 +214,18 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def add_precision(p: argparse.ArgumentParser, default: str | None = None, shown: str = "the config's test.dtype, "
-                  "auto") -> None:  # fmt: skip
+                  "auto", help: str | None = None) -> None:  # fmt: skip
     """`--precision auto|fp32|bf16|fp16|int8`, stored as `args.dtype` (`flag_overrides` writes it to `test.dtype`).
 
-    What each runs on, and what `auto` picks, is `grapepose.inference.precision`. `--dtype` is a
-    hidden older spelling.
+    What each runs on, and what `auto` picks, is `grapepose.inference.precision`; `help` replaces
+    that description where a command gives the names another meaning (`bench train`: `train.amp`).
     """
     from grapepose.config import PRECISIONS
 
+    what = help or ("network precision: fp32; bf16 (CUDA, or a CPU with avx512_bf16/amx_bf16, via OpenVINO); "
+                    "fp16 (CUDA); int8 (CPU with VNNI, via OpenVINO); auto: the fastest this machine supports")
     p.add_argument("--precision", dest="dtype", choices=PRECISIONS, default=default,
-                   help=f"network precision: fp32; bf16 (CUDA, or a CPU with avx512_bf16/amx_bf16, via OpenVINO); "
-                   f"fp16 (CUDA); int8 (CPU with VNNI, via OpenVINO); auto: the fastest this machine supports "
-                   f"(default: {shown})")  # fmt: skip
-    p.add_argument("--dtype", dest="dtype", choices=PRECISIONS, help=argparse.SUPPRESS)
+                   help=f"{what} (default: {shown})")  # fmt: skip
 
 
 def add_max_megapixels(p: argparse.ArgumentParser, help: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -17,7 +16,7 @@ from grapepose.data._masks import ignore_mask
 from grapepose.data.annotations import check_keypoint_annotations
 from grapepose.data.sample import Sample
 from grapepose.errors import DataError
-from grapepose.io.files import read_image
+from grapepose.io.files import read_image, read_json
 from grapepose.keypoints import KeypointSpec
 from grapepose.keypoints import resolve_keypoint_spec as resolve_spec
 
@@ -30,17 +29,7 @@ _REFERENCE_MIN_CENTER_AREA = {"coco": 32.0**2, "ochuman": 32.0**2}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise DataError(f"{path}: annotation file not found")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    except RecursionError:
-        raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
+    data = read_json(path, "annotation")
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object with 'images' and 'annotations'")
     return data

@@ -15,10 +15,10 @@ from grapepose.evaluation.coco_eval import (
     load_annotation,
     load_results,
 )
-from grapepose.evaluation.images import AnnotatedImage, annotated_images, read_image_as_stored
+from grapepose.evaluation.images import AnnotatedImage, annotated_images, ground_truth_images, read_image_as_stored
 from grapepose.evaluation.table import format_metrics_table
 
 __all__ = [
     "KINDS", "METRICS", "AnnotatedImage", "annotated_images", "check_ground_truth", "detect_kind", "evaluate_results",
-    "format_metrics_table", "load_annotation", "load_results", "read_image_as_stored",
+    "format_metrics_table", "ground_truth_images", "load_annotation", "load_results", "read_image_as_stored",
 ]  # fmt: skip

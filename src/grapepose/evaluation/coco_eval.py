@@ -8,7 +8,6 @@ whose range has no ground truth is -1 (the COCO convention).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ import numpy as np
 
 from grapepose.data.annotations import KeypointAnnotations, check_keypoint_annotations, check_results
 from grapepose.errors import DataError
+from grapepose.io.files import read_json
 from grapepose.keypoints import resolve_keypoint_spec
 
 __all__ = ["KINDS", "METRICS", "check_ground_truth", "detect_kind", "evaluate_results", "load_annotation",
@@ -37,21 +37,9 @@ METRICS: dict[str, dict[str, str]] = {
 METRICS["ochuman"] = METRICS["coco"]
 
 
-def _load_json(path: Path, what: str) -> Any:
-    if not path.is_file():
-        raise DataError(f"{path}: {what} file not found")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
-    except RecursionError:
-        raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
-
-
 def load_annotation(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Parse a COCO-format annotation file (DataError naming the file if it is missing or not JSON)."""
-    ann = _load_json(Path(path), "annotation")
+    ann = read_json(path, "annotation")
     if not isinstance(ann, dict) or "images" not in ann:
         raise DataError(f"{path}: not a COCO-format annotation file (no 'images' list)")
     return ann
@@ -99,7 +87,7 @@ def load_results(
     where = "results"
     if isinstance(results, (str, os.PathLike)):
         where = str(results)
-        results = _load_json(Path(results), "results")
+        results = read_json(results, "results")
     return check_results(results, where, num_keypoints, category_id)
 
 

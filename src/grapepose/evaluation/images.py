@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from grapepose.data.annotations import check_file_name
+from grapepose.data.annotations import KeypointAnnotations, check_file_name
 from grapepose.errors import DataError
+from grapepose.evaluation.coco_eval import check_ground_truth, detect_kind, load_annotation
 from grapepose.io.files import read_image
 
-__all__ = ["AnnotatedImage", "annotated_images", "read_image_as_stored"]
+__all__ = ["AnnotatedImage", "annotated_images", "ground_truth_images", "read_image_as_stored"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,16 @@ def annotated_images(ann: dict[str, Any], root: str | os.PathLike[str], ann_path
         check_file_name(im["file_name"], f"{ann_path}: image {im['id']}")
         out.append(AnnotatedImage(int(im["id"]), Path(root) / im["file_name"], im.get("height"), im.get("width")))
     return sorted(out, key=lambda x: x.id)
+
+
+def ground_truth_images(
+    ann_path: str | os.PathLike[str], root: str | os.PathLike[str], kind: str | None = None, limit: int | None = None
+) -> tuple[KeypointAnnotations, list[AnnotatedImage]]:
+    """A ground-truth file checked for protocol `kind` (None: `detect_kind`), and the first `limit` of its
+    images (by id, under `root`): what a model runs on, read before the model is loaded."""
+    ann = load_annotation(ann_path)
+    gt = check_ground_truth(ann, ann_path, kind or detect_kind(ann_path, ann))
+    return gt, annotated_images(ann, root, str(ann_path))[:limit]
 
 
 def read_image_as_stored(path: Path) -> np.ndarray:

@@ -5,7 +5,7 @@ QuantizeLinear/DequantizeLinear pairs around every convolution: weights int8 per
 activations uint8 with ranges from the calibration images (min/max: the same images give the
 same file). The attention, the deformable sampling and the normalisations stay in floating point;
 quantizing the attention's matrix products measured no faster and far less accurate
-(docs/BENCHMARKS.md). OpenVINO runs the file with int8 convolutions (`OpenVinoModel`); the
+(docs/BENCHMARKS.md). OpenVINO runs the file with int8 convolutions (`inference.openvino`); the
 config and `grapepose.precision = int8` are stored in its metadata.
 """
 
@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
 from grapepose.config import Config
@@ -67,29 +66,18 @@ def calibration_images(
     return [read_image(p) for p in files], f"{len(files)} images from {root.name}"
 
 
-def _network_inputs(images: Sequence[np.ndarray], config: Config) -> list[np.ndarray]:
-    """Each image as the network sees it at scale 1: `[1, 3, H, W]` normalised float32."""
-    from grapepose.inference.preprocess import image_transform, normalize_images, warp_image
-
-    out = []
-    for img in images:
-        t = image_transform(img.shape[0], img.shape[1], config.test.base_size)
-        x = torch.from_numpy(warp_image(img, t, 1.0)[None]).permute(0, 3, 1, 2)
-        out.append(np.ascontiguousarray(normalize_images(x).numpy()))
-    return out
-
-
 def quantize_int8(
-    model: nn.Module, path: str | os.PathLike[str], images: Sequence[np.ndarray], config: Config | None = None,
+    model: nn.Module, path: str | os.PathLike[str], inputs: Sequence[np.ndarray], config: Config | None = None,
     about: str = "",
 ) -> Path:  # fmt: skip
-    """Write `model` as an int8 ONNX file calibrated on `images`, atomically.
+    """Write `model` as an int8 ONNX file calibrated on `inputs`, atomically.
 
     Args:
         model: the network (unchanged).
         path: output `.onnx` file.
-        images: RGB uint8 calibration images (see `calibration_images`), preprocessed as `predict` does.
-        config: stored in the file (default `model.config`); its `test.base_size` sizes the inputs.
+        inputs: the calibration images as the network sees them, `[1, 3, H, W]` normalised float32
+            (`grapepose.inference.preprocess.network_input` of each of `calibration_images`).
+        config: stored in the file (default `model.config`).
         about: what the images were, stored in the file's metadata.
 
     Returns:
@@ -109,9 +97,8 @@ def quantize_int8(
     config = config if config is not None else getattr(model, "config", None)
     if config is None:
         raise GrapeposeError("int8 quantization needs the model's config (model.config or config=)")
-    if not images:
+    if not inputs:
         raise DataError("no calibration images")
-    inputs = _network_inputs(images, config)
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -139,7 +126,7 @@ def quantize_int8(
             root.setLevel(level)
         proto = onnx.load(str(q))
         meta = onnx_metadata(fp32)
-        meta.update({PRECISION_KEY: "int8", CALIBRATION_KEY: about or f"{len(images)} images"})
+        meta.update({PRECISION_KEY: "int8", CALIBRATION_KEY: about or f"{len(inputs)} images"})
         del proto.metadata_props[:]
         for key, value in meta.items():
             proto.metadata_props.add(key=key, value=value)

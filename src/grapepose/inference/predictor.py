@@ -97,7 +97,7 @@ def _runtime_model(model: nn.Module, precision: Precision, device: torch.device,
     """`model` ready to run at `precision`: on `device` in eval mode, or compiled by OpenVINO (int8
     calibrated at the test size `base_size`)."""
     if precision.runtime == "openvino" and not isinstance(getattr(model, "precision", None), str):
-        from grapepose.export.openvino import openvino_module
+        from grapepose.inference.openvino import openvino_module
 
         return openvino_module(model, precision.name, base_size=base_size)
     return model.to(device).eval()

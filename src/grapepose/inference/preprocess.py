@@ -24,7 +24,7 @@ from grapepose.errors import DataError
 
 __all__ = [
     "ImageTransform", "INPUT_MULTIPLE", "MAX_INPUT_SIDE", "image_transform", "warp_image", "normalize_images",
-    "flip_shift",
+    "flip_shift", "network_input",
 ]  # fmt: skip
 
 # GrapeNet accepts multiples of 32 (its coarsest HRNet branch is 1/32 and the transformer runs on
@@ -131,6 +131,13 @@ def normalize_images(images: torch.Tensor) -> torch.Tensor:
     mean = x.new_tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = x.new_tensor(IMAGENET_STD).view(3, 1, 1)
     return (x - mean) / std
+
+
+def network_input(image: np.ndarray, base_size: int) -> np.ndarray:
+    """An RGB uint8 `[H, W, 3]` image as the network sees it at scale 1: `[1, 3, h, w]` normalised float32."""
+    t = image_transform(image.shape[0], image.shape[1], base_size)
+    x = torch.from_numpy(warp_image(image, t, 1.0)[None]).permute(0, 3, 1, 2)
+    return np.ascontiguousarray(normalize_images(x).numpy())
 
 
 def flip_shift(images: torch.Tensor, shift: int) -> torch.Tensor:

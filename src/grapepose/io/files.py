@@ -28,7 +28,7 @@ from grapepose.limits import MAX_MEGAPIXELS, too_many_pixels
 
 __all__ = [
     "IMAGE_SUFFIXES", "as_rgb_uint8", "atomic_path", "atomic_save", "atomic_write_bytes", "atomic_write_json",
-    "atomic_write_text", "check_output_path", "read_image", "why_not_a_file", "write_image",
+    "atomic_write_text", "check_output_path", "read_image", "read_json", "why_not_a_file", "write_image",
 ]  # fmt: skip
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -55,6 +55,29 @@ def why_not_a_file(path: str | os.PathLike[str], missing: str = "no such file") 
     kind = ("a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
             else "a socket" if stat.S_ISSOCK(mode) else "a device")  # fmt: skip
     return f"not a regular file (its target {os.readlink(p)} is {kind})" if link else f"not a regular file ({kind})"
+
+
+def read_json(path: str | os.PathLike[str], what: str) -> Any:
+    """The JSON value in the file `path`, or a `DataError` naming the file in one line.
+
+    Args:
+        path: the file.
+        what: what it holds, for the line of a missing file (`annotation` -> `annotation file not found`).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{path}: {why_not_a_file(p, f'{what} file not found')}")
+    try:
+        with open(p, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
 
 
 def _max_file_bytes(max_megapixels: float) -> float:

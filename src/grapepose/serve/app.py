@@ -63,13 +63,8 @@ class _Admission:
                 429, f"too many open requests from this client (limit {self.open_per_client}, "
                 "--max-client-connections); wait for answers before sending more", {"Retry-After": "1"},
             )  # fmt: skip
-        self.opened[client] += 1
-        try:
+        with _counted(self.opened, client):
             yield
-        finally:
-            self.opened[client] -= 1
-            if self.opened[client] <= 0:
-                del self.opened[client]
 
     @contextlib.contextmanager
     def enter(self, client: str) -> Iterator[None]:
@@ -83,13 +78,20 @@ class _Admission:
                 429, f"too many requests in flight from this client (limit {self.per_client}); "
                 "wait for answers before sending more", {"Retry-After": "1"},
             )  # fmt: skip
-        self.clients[client] += 1
-        try:
+        with _counted(self.clients, client):
             yield
-        finally:
-            self.clients[client] -= 1
-            if self.clients[client] <= 0:
-                del self.clients[client]
+
+
+@contextlib.contextmanager
+def _counted(counter: Counter[str], client: str) -> Iterator[None]:
+    """One more for `client` in `counter` while the block runs; a client at zero leaves the counter."""
+    counter[client] += 1
+    try:
+        yield
+    finally:
+        counter[client] -= 1
+        if counter[client] <= 0:
+            del counter[client]
 
 
 async def _read_body(request: Request, limit: int, limit_mb: float, timeout: float) -> bytes:

@@ -179,6 +179,7 @@ def _compile(
     if precision != "int8":
         raise GrapeposeError(f"OpenVINO runs bf16 or int8 here, not {precision}")
     from grapepose.export.quantize import calibration_images, quantize_int8
+    from grapepose.inference.preprocess import network_input
 
     size = base_size or (config.test.base_size if config is not None else 512)
     path = cache_dir() / "int8" / f"{model_key(model, 'int8', str(size))}.onnx"
@@ -187,5 +188,5 @@ def _compile(
         log.info("quantizing the model to int8 on %s (once; kept in %s)", about, path.parent)
         path.parent.mkdir(parents=True, exist_ok=True)
         at_size = None if config is None else replace(config, test=replace(config.test, base_size=size))
-        quantize_int8(model, path, images, at_size, about)
+        quantize_int8(model, path, [network_input(im, size) for im in images], at_size, about)
     return OpenVinoModel(path, "int8", config, threads)
