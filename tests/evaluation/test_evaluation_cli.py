@@ -58,6 +58,38 @@ def test_runs_a_model_and_skips_unreadable_images(shared_data, tmp_path, capsys)
     assert captured.out.splitlines()[2].startswith("| tiny |")
 
 
+
+def test_unreadable_images_are_not_scored(shared_data, tmp_path, capsys, monkeypatch):
+    """A person in an image that could not be read is not a miss of the model: only the images predicted
+    are scored, as with `--limit` (before: the missing image's people counted as missed)."""
+    import grapepose.evaluation as evaluation
+    from grapepose.models import build_model, save_model
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.safetensors"
+    save_model(build_model("crowdpose_w18"), weights)
+    ann = json.loads((shared_data / "crowdpose" / "test_crowdpose.json").read_text())
+    readable = sorted(im["id"] for im in ann["images"])
+    person = dict(ann["annotations"][0], id=10**9, image_id=1)
+    ann["images"].append({"file_name": "missing.jpg", "id": 1, "height": 10, "width": 10, "crowdIndex": 0.5})
+    ann["annotations"].append(person)
+    ann_path = tmp_path / "ann.json"
+    ann_path.write_text(json.dumps(ann))
+    scored = []
+    real = evaluation.evaluate_results
+
+    def spy(*args, image_ids=None, **kwargs):
+        scored.append(image_ids)
+        return real(*args, image_ids=image_ids, **kwargs)
+
+    monkeypatch.setattr(evaluation, "evaluate_results", spy)
+    code = main(["evaluate", "--weights", str(weights), "--data", str(shared_data / "crowdpose"), "--ann",
+                 str(ann_path), "--base-size", "64", "--device", "cpu"])  # fmt: skip
+    assert code == 0
+    assert f"1 of {len(readable) + 1} images could not be used (see warnings above); the scores are over the " \
+        f"other {len(readable)}" in capsys.readouterr().err
+    assert [sorted(ids) for ids in scored] == [readable]
+
 def _test_config(*argv):
     """The test config that `grapepose <argv>` runs with (on a model with the default config)."""
     from grapepose.cli.main import _build_parser

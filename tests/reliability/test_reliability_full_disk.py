@@ -107,3 +107,19 @@ def test_train_on_a_full_disk_names_the_checkpoint(tmp_path, shared_data, capsys
     assert code == 2
     assert _one_line(capsys) == f"grapepose train: error: {run / 'last.pt'}: File too large"
     assert not [p for p in run.iterdir() if p.name.startswith(".") or p.suffix in (".pt", ".safetensors")]
+
+
+def test_show_targets_on_a_full_disk_says_the_disk_is_full(tmp_path, shared_data, capsys):
+    """Before: OpenCV's write failed quietly ("libpng error: Write Error"), then the rename of the file it
+    never wrote said "No such file or directory"."""
+    data = shared_data / "crowdpose"
+    out = tmp_path / "targets"
+    with disk_full_after(1000):
+        code = main(["show-targets", "--data", str(data), "--ann", str(data / "test_crowdpose.json"),
+                     "--preset", "crowdpose_w18", "--num-images", "1", "--out", str(out), "data.input_size=128",
+                     "data.output_size=32"])  # fmt: skip
+    assert code == 2
+    err = _one_line(capsys)
+    assert err.startswith(f"grapepose show-targets: error: {out / 'targets_000_image'}") and err.endswith(
+        ".png: File too large"), err
+    assert list(out.iterdir()) == []

@@ -94,14 +94,14 @@ def _run_model(args: argparse.Namespace) -> int:
         )  # fmt: skip
         shard = images[rank::world]
         results: list[dict[str, Any]] = []
-        errors: list[str] = []
+        errors: list[tuple[int, str]] = []  # (image id, why it could not be used)
         stream = estimator.predictor.iter_predict(
             [im.path for im in shard], reader=read_image_as_stored, progress=rank == 0 and sys.stderr.isatty(),
             workers=args.read_threads,
         )  # fmt: skip
         for im, res in zip(shard, stream):
             if isinstance(res, GrapeposeError):
-                errors.append(str(res))
+                errors.append((im.id, str(res)))
                 continue
             if im.height and im.width and res.image_size != (im.height, im.width):
                 log.warning("%s: image is %sx%s but the annotation says %sx%s", im.path, res.image_size[1],
@@ -115,10 +115,11 @@ def _run_model(args: argparse.Namespace) -> int:
             results = [r for part in gathered for r in part[0]]  # type: ignore[union-attr]
             errors = [e for part in gathered for e in part[1]]  # type: ignore[union-attr]
         results.sort(key=lambda r: (r["image_id"], -r["score"]))
-        for e in errors:
+        for _, e in errors:
             log.warning("skipped: %s", e)
         if errors:
-            print(f"{len(errors)} of {len(images)} images could not be used (see warnings above)", file=sys.stderr)
+            print(f"{len(errors)} of {len(images)} images could not be used (see warnings above); "
+                  f"the scores are over the other {len(images) - len(errors)}", file=sys.stderr)  # fmt: skip
         unwritten: OSError | None = None
         if args.out:
             try:
@@ -127,8 +128,12 @@ def _run_model(args: argparse.Namespace) -> int:
             except OSError as failed:  # e.g. a full disk: the metrics of the whole evaluation are printed first
                 unwritten = failed
         if len(errors) == len(images) and images:
-            raise GrapeposeError(f"none of the {len(images)} images in {args.ann} could be read (first: {errors[0]})")
-        ids = [im.id for im in images] if args.limit is not None else None  # --limit: the images it ran on
+            first = errors[0][1]
+            raise GrapeposeError(f"none of the {len(images)} images in {args.ann} could be read (first: {first})")
+        # Only the images predicted are scored (`--limit`, unreadable ones): a person in an image never
+        # seen is not a miss of the model.
+        failed = {i for i, _ in errors}
+        ids = [im.id for im in images if im.id not in failed] if args.limit is not None or errors else None
         code = _score(results, args, Path(args.weights).stem, sigmas=estimator.spec.sigmas, image_ids=ids)
         if unwritten is not None:
             raise unwritten

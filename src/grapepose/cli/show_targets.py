@@ -126,12 +126,10 @@ def render(aug, targets, spec) -> np.ndarray:  # noqa: ANN001 - Augmented, Targe
 
 
 def run(args: argparse.Namespace) -> int:
-    import cv2
-
     from grapepose.config import load_config
     from grapepose.data import KeypointDataset, TrainingDataset
     from grapepose.errors import GrapeposeError
-    from grapepose.io.files import atomic_save, check_output_path
+    from grapepose.io.files import check_output_path, write_image
 
     out = check_output_path(args.out, "dir")
     cfg = load_config(args.preset, args.overrides)
@@ -149,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         aug, targets = train.sample(i)
         picture = render(aug, targets, ds.spec)
         path = out / f"targets_{n:03d}_image{ds.images[i]['id']}.png"
-        atomic_save(path, lambda p, pic=picture: cv2.imwrite(str(p), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR)))
+        write_image(path, picture)  # encoded in memory: a full disk is an OSError naming `path`
         people = int((aug.keypoints[..., 2] > 0).any(1).sum())
         print(f"{path}  ({people} people, {'flipped' if aug.flipped else 'not flipped'})")
     return 0

@@ -30,6 +30,8 @@ from grapepose.config import Config
 from grapepose.errors import CheckpointError, GrapeposeError
 from grapepose.export.onnx import FlatOutputs
 from grapepose.inference.precision import cpu_supports
+from grapepose.models.kernels import use_kernels
+from grapepose.utils.signals import keep_signal_stack
 
 __all__ = ["CACHE_ENV", "OpenVinoModel", "cache_dir", "model_key", "openvino_ir", "openvino_module"]
 
@@ -79,13 +81,9 @@ def openvino_ir(model: nn.Module) -> Path:
     if (folder / _IR_NAME).is_file():
         return folder / _IR_NAME
     log.info("converting the model for OpenVINO (once; kept in %s)", folder)
-    from grapepose.models.blocks import AdaptiveBlock
-
     wrapper = FlatOutputs(copy.deepcopy(model).float().cpu()).eval()
-    for m in wrapper.modules():
-        if isinstance(m, AdaptiveBlock):
-            m.deform_impl = "sampling"  # grid_sample + matmul: standard operators
-    with torch.no_grad(), warnings.catch_warnings():
+    # The own deformable conv (grid_sample + matmul: standard operators), whatever GRAPEPOSE_KERNELS says.
+    with torch.no_grad(), warnings.catch_warnings(), use_kernels("own"), keep_signal_stack():
         warnings.simplefilter("ignore")  # tracer warnings about shape checks, not for our users
         converted = ov.convert_model(
             wrapper, example_input=torch.zeros(1, 3, 128, 128), input=[ov.PartialShape([-1, 3, -1, -1])]
@@ -127,11 +125,12 @@ class OpenVinoModel(nn.Module):
             "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),
         }  # fmt: skip
         try:
-            self.compiled = ov.Core().compile_model(str(self.path), "CPU", settings)
+            with keep_signal_stack():
+                self.compiled = ov.Core().compile_model(str(self.path), "CPU", settings)
+                self._request = self.compiled.create_infer_request()
         except Exception as e:  # OpenVINO raises RuntimeError subclasses with multi-line messages
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(f"{self.path}: OpenVINO cannot compile the model ({first})") from None
-        self._request = self.compiled.create_infer_request()
         self._lock = threading.Lock()  # one inference request, used by one caller at a time
         self.register_buffer("_device_anchor", torch.zeros(0), persistent=False)
 
@@ -140,7 +139,7 @@ class OpenVinoModel(nn.Module):
         from grapepose.models import GrapeOutput
 
         x = np.ascontiguousarray(images.detach().float().cpu().numpy())
-        with self._lock:
+        with self._lock, keep_signal_stack():
             results = self._request.infer({0: x})
             outs = [torch.from_numpy(np.array(results[o])) for o in self.compiled.outputs]
         if len(outs) == 3:  # a network without the visibility head
