@@ -15,7 +15,6 @@ from grapepose.cli import options as opt
 from grapepose.cli.main import main, passive_openmp_waits
 from grapepose.inference import precision as prec
 
-pytestmark = pytest.mark.openvino  # run in a process of their own by ./dev test (pyproject markers)
 
 LINE = "precision bf16: this CPU has none of avx512_bf16, amx_bf16; use fp32 or int8"
 

@@ -20,7 +20,6 @@ from grapepose.errors import ConfigError, DataError
 from grapepose.inference import precision as prec
 from grapepose.models import GrapeOutput
 
-pytestmark = pytest.mark.openvino  # run in a process of their own by ./dev test (pyproject markers)
 
 pytest.importorskip("openvino")
 pytest.importorskip("onnxruntime")

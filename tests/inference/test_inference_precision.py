@@ -11,7 +11,6 @@ from grapepose.errors import ConfigError
 from grapepose.inference import precision as prec
 from grapepose.inference.precision import AUTO_ENV, Precision, resolve_precision
 
-pytestmark = pytest.mark.openvino  # run in a process of their own by ./dev test (pyproject markers)
 
 CPU = torch.device("cpu")
 ZEN4 = frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"})  # bf16 and VNNI, no AMX

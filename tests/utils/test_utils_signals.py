@@ -52,7 +52,6 @@ print("alive")
 
 
 @linux_only
-@pytest.mark.openvino
 def test_a_signal_after_openvino_models_are_gone_is_handled(tiny_checkpoint, tmp_path):
     pytest.importorskip("openvino")
     env = dict(os.environ, GRAPEPOSE_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
