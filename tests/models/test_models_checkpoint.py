@@ -297,3 +297,21 @@ def test_imagenet_backbone_init(tmp_path):
     torch.save(sd, path)
     with pytest.raises(CheckpointError, match="missing 1: stage3.0.branches.0.0.conv1.weight"):
         init_backbone_from_imagenet(model, path)
+
+
+def test_convert_of_a_training_state_keeps_the_runs_config(tmp_path, capsys):
+    """`grapepose convert runs/x/last.pt` (what docs/TRAINING.md ships the demo model with) keeps the run's
+    test and input sizes; before, the config was guessed from the weights (the preset's base size 512)."""
+    from grapepose.config import config_to_dict
+    from grapepose.models import build_model, load_model
+
+    cfg = load_config("coco_w18s", ["test.base_size=128", "data.input_size=128", "data.output_size=32"])
+    model = build_model(cfg)
+    state = {"version": 1, "model": model.state_dict(), "config": config_to_dict(cfg), "step": 7}
+    torch.save(state, tmp_path / "last.pt")
+    out = tmp_path / "model.safetensors"
+    assert main(["convert", str(tmp_path / "last.pt"), "--out", str(out)]) == 0
+    loaded = load_model(out)
+    assert loaded.config.test.base_size == 128 and loaded.config.data.input_size == 128
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, rtol=0, atol=0)

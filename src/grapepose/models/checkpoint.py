@@ -196,7 +196,8 @@ def _sniff(path: Path) -> str:
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[Config | None, dict[str, Tensor]]:
     """Read any supported checkpoint as (stored config or None, state dict with `GrapeNet` names).
 
-    Our safetensors files carry their config; the authors' files (and bare state dicts) do not.
+    Our safetensors files and a training run's `last.pt` carry their config; the authors' files (and
+    bare state dicts) do not.
     Wrapper prefixes (`module.`, `1.`) and nesting (`state_dict`, ...) are removed, the authors'
     names mapped to ours. Tensors keep their stored dtype.
     """
@@ -211,6 +212,13 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[Config | None, dict[s
             config = config_from_json(metadata["config"], path)
     elif kind == "torch":
         obj = read_torch_file(path)
+        if isinstance(obj, dict) and isinstance(obj.get("config"), dict) and isinstance(obj.get("model"), dict):
+            # A training run's `last.pt`: its config is the run's (input and test sizes, keypoints), not a preset's.
+            try:
+                config = config_from_dict(obj["config"])
+            except (ConfigError, RecursionError) as e:
+                raise CheckpointError(f"{path}: invalid config in the training state ({_first_line(e)})") from None
+            obj = obj["model"]
     else:
         raise CheckpointError(f"{path}: not a checkpoint (neither safetensors nor a PyTorch file)")
     sd = unwrap_state_dict(obj)
